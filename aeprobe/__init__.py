@@ -1,0 +1,49 @@
+"""aeprobe: open trained autoencoders up and check what is inside against closed-form theory.
+
+Top-level names are imported lazily (PEP 562) so ``import aeprobe`` stays cheap and a
+submodule is only loaded when one of its names is used.
+"""
+from __future__ import annotations
+
+import importlib
+
+__version__ = "0.1.0"
+
+# public name -> submodule that defines it
+_LAZY = {
+    # probe core (hooks, ablation, weights, attribution)
+    "capture": "aeprobe.hooks",
+    "stream": "aeprobe.hooks",
+    "intervene": "aeprobe.hooks",
+    "remove_biases": "aeprobe.ablation",
+    "strip_biases": "aeprobe.ablation",
+    "zero_weights": "aeprobe.ablation",
+    "replace_weights": "aeprobe.ablation",
+    "freeze": "aeprobe.ablation",
+    "layer_weights": "aeprobe.weights",
+    "LayerRecord": "aeprobe.weights",
+    "attribute_code": "aeprobe.attribution",
+    # training and checkpoints
+    "train": "aeprobe.train",
+    "TrainResult": "aeprobe.train",
+    "save_checkpoint": "aeprobe.checkpoint",
+    "load_checkpoint": "aeprobe.checkpoint",
+    "CheckpointError": "aeprobe.checkpoint",
+    "resolve_device": "aeprobe.device",
+}
+
+__all__ = sorted(_LAZY) + ["__version__"]
+
+
+def __getattr__(name: str):
+    try:
+        module = _LAZY[name]
+    except KeyError:
+        raise AttributeError(f"module 'aeprobe' has no attribute {name!r}") from None
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return __all__
