@@ -23,12 +23,22 @@ _LAZY = {
     "layer_weights": "aeprobe.weights",
     "LayerRecord": "aeprobe.weights",
     "attribute_code": "aeprobe.attribution",
+    "Variance": "aeprobe.hooks",
+    "Projection": "aeprobe.hooks",
+    "set_value": "aeprobe.hooks",
+    "get_module": "aeprobe._modules",
+    "leaf_names": "aeprobe._modules",
+    # state guarantees: snapshot a model, compare, assert nothing changed
+    "snapshot": "aeprobe.state",
+    "diff": "aeprobe.state",
+    "assert_unchanged": "aeprobe.state",
     # training and checkpoints
     "train": "aeprobe.train",
     "TrainResult": "aeprobe.train",
     "save_checkpoint": "aeprobe.checkpoint",
     "load_checkpoint": "aeprobe.checkpoint",
     "CheckpointError": "aeprobe.checkpoint",
+    "train_many": "aeprobe.multiseed",
     "resolve_device": "aeprobe.device",
 }
 
