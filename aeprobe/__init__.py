@@ -32,8 +32,8 @@ _LAZY = {
     "snapshot": "aeprobe.state",
     "diff": "aeprobe.state",
     "assert_unchanged": "aeprobe.state",
-    # training and checkpoints
-    "train": "aeprobe.train",
+    # training and checkpoints (the trainer itself: ``from aeprobe.train import train`` -- a
+    # top-level ``train`` would be replaced by the submodule as soon as it is imported)
     "TrainResult": "aeprobe.train",
     "save_checkpoint": "aeprobe.checkpoint",
     "load_checkpoint": "aeprobe.checkpoint",

@@ -15,3 +15,12 @@ def test_every_lazy_name_resolves_to_its_module_object():
 def test_unknown_name_is_an_attribute_error():
     with pytest.raises(AttributeError, match="no attribute 'capturee'"):
         aeprobe.capturee  # noqa: B018
+
+
+def test_no_lazy_name_is_shadowed_by_a_submodule():
+    """Importing a submodule sets it as a package attribute; a lazy name equal to a submodule's
+    name would then resolve to the module instead of the function."""
+    import pkgutil
+
+    subs = {m.name for m in pkgutil.iter_modules(aeprobe.__path__)}
+    assert not subs & set(aeprobe._LAZY)
