@@ -295,6 +295,10 @@ class ModelGuard:
         store = owner._parameters if isinstance(obj, nn.Parameter) and attr in owner._parameters else owner._buffers
         if store.get(attr) is not obj:  # the body replaced the tensor object: put ours back
             store[attr] = obj
+        elif bits_equal(obj, saved):
+            # unchanged: do not write, since a write bumps the tensor's version counter and would
+            # break a backward() through a graph built inside the block (e.g. BatchNorm buffers)
+            return
         obj.copy_(saved)
 
     def _restore_hooks(self) -> None:

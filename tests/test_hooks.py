@@ -362,3 +362,13 @@ def test_restore_buffers_warns_when_training_inside_block():
     with capture(net, ["0"], restore_buffers=False):
         net(torch.randn(8, 3) + 5)
     assert not torch.equal(rm, net[1].running_mean)
+
+
+def test_backward_after_capture_block_through_batchnorm_in_eval():
+    """Restoring unchanged buffers must not write them: a write bumps their version counter and a
+    backward() after the block through a graph built inside it would fail."""
+    net = torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.BatchNorm1d(4), torch.nn.Linear(4, 1)).eval()
+    with capture(net, ["1"], detach=False) as acts:
+        out = net(torch.randn(8, 4)).sum()
+    out.backward()
+    assert acts["1"].grad_fn is not None and net[0].weight.grad is not None
