@@ -39,6 +39,14 @@ _LAZY = {
     "load_checkpoint": "aeprobe.checkpoint",
     "CheckpointError": "aeprobe.checkpoint",
     "train_many": "aeprobe.multiseed",
+    # practices: upsampling, checkerboard probe, progressive resizing, feature loss, user weights
+    "make_upsample": "aeprobe.models.upsample",
+    "checkerboard_probe": "aeprobe.probes.checkerboard",
+    "progressive_resize": "aeprobe.schedules",
+    "FeatureLoss": "aeprobe.losses",
+    "load_feature_net": "aeprobe.pretrained",
+    "load_encoder": "aeprobe.pretrained",
+    "read_state_dict": "aeprobe.checkpoint",
     "resolve_device": "aeprobe.device",
 }
 

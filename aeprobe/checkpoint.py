@@ -12,7 +12,8 @@ mid-write leaves either the previous checkpoint or the new one, never half a fil
 Loading: safetensors parsing never unpickles.  ``load_checkpoint`` also accepts plain
 ``torch.save`` files (zip/pickle) but only through ``torch.load(weights_only=True)``, which
 refuses arbitrary callables (a ``__reduce__`` payload raises :class:`CheckpointError` and is
-never run).
+never run). :func:`read_state_dict` gives the model tensors of any such file (e.g. weights for a
+feature loss or a pretrained encoder).
 """
 from __future__ import annotations
 
@@ -322,3 +323,21 @@ def load_checkpoint(
         rng_state=rng,
         meta=_from_jsonable(header.get("meta", {})),
     )
+
+
+def read_state_dict(path: str | os.PathLike, *, prefix: str | None = None) -> dict[str, torch.Tensor]:
+    """The model tensors stored in ``path`` (safetensors or a weights-only ``torch.save`` file).
+
+    ``prefix``: keep only keys starting with it, with the prefix removed (``"encoder."``).
+    Raises :class:`CheckpointError` for a missing, corrupted or unsafe file
+    or when no key has the prefix.
+    """
+    tensors, _ = _read_file(Path(path))
+    sd = {k[len(_MODEL):]: v for k, v in tensors.items() if k.startswith(_MODEL)}
+    if prefix:
+        sub = {k[len(prefix):]: v for k, v in sd.items() if k.startswith(prefix)}
+        if not sub:
+            heads = sorted({k.split(".", 1)[0] + "." for k in sd})[:8]
+            raise CheckpointError(f"{path}: no weights under prefix {prefix!r}; top-level prefixes: {heads}")
+        sd = sub
+    return sd

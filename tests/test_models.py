@@ -150,3 +150,20 @@ def test_bottleneck_shape_matches_paper_at_96px():
     assert bottleneck_shape(3, 96, "S", 1 / 64, 5) == (48, 3, 3)
     assert bottleneck_shape(3, 96, "M", 1 / 64, 5) == (12, 6, 6)
     assert bottleneck_shape(3, 96, "L", 1 / 64, 5) == (3, 12, 12)
+
+
+@pytest.mark.parametrize("kind", ["nearest", "bilinear", "transposed", "pixel_shuffle"])
+def test_every_upsampling_choice_in_newson_and_manakov(kind):
+    """Upsampling is a choice everywhere a decoder upsamples; the bias-free disk decoder stays
+    positively homogeneous with each kind (all are linear maps)."""
+    torch.manual_seed(0)
+    m = DiskAE(bias=False, size=32, upsample=kind).double()
+    z = torch.rand(3, 1, dtype=torch.float64) + 0.1
+    with torch.no_grad():
+        rep = check_homogeneity(lambda v: m.decode(torch.as_tensor(v)).numpy(), z.numpy())
+        assert m(torch.rand(2, 1, 32, 32, dtype=torch.float64)).shape == (2, 1, 32, 32)
+    assert rep.max_rel_error < 1e-10
+    c = ManakovCAE(size=32, area="M", compression=1 / 16, upsample=kind)
+    assert c(torch.rand(2, 1, 32, 32)).shape == (2, 1, 32, 32)
+    with pytest.raises(ValueError, match="upsample"):
+        DiskAE(upsample="cubic")

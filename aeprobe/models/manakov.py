@@ -29,6 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from aeprobe.models._base import AutoEncoder, check_input
+from aeprobe.models.upsample import UPSAMPLE_KINDS, make_upsample
 
 __all__ = ["ManakovCAE", "AREAS", "COMPRESSIONS", "ResidualBlock", "bottleneck_shape"]
 
@@ -98,11 +99,16 @@ class ManakovCAE(AutoEncoder):
     compression : bottleneck volume / input volume (float or Fraction).
     depth : number of encoder (and decoder) conv layers (paper: 5).
     residual : residual blocks after each conv layer (``True`` = 2, as in the paper; default none).
+    upsample : decoder upsampling, ``"bilinear"`` resize + conv (paper) or another kind of
+        :func:`aeprobe.models.upsample.make_upsample` (``"transposed"``, ``"pixel_shuffle"``, ``"nearest"``).
     """
 
     def __init__(self, in_channels: int = 1, size: int = 32, area: str = "S", compression=Fraction(1, 16),
-                 depth: int = 5, residual: bool | int = False):
+                 depth: int = 5, residual: bool | int = False, upsample: str = "bilinear"):
         super().__init__()
+        if upsample not in UPSAMPLE_KINDS:
+            raise ValueError(f"ManakovCAE: upsample must be one of {UPSAMPLE_KINDS}, got {upsample!r}")
+        self.upsample = upsample
         code_ch, side, _ = bottleneck_shape(in_channels, size, area, compression, depth)
         n_res = 2 if residual is True else int(residual)
         if n_res < 0:
@@ -126,13 +132,16 @@ class ManakovCAE(AutoEncoder):
         dec: list[nn.Module] = []
         rch, rs = chans[::-1], strides[::-1]
         for i, s in enumerate(rs):
-            if s == 2:
-                dec.append(Upsample())
-            if i < depth - 1:
-                dec.append(_conv_block(rch[i], rch[i + 1]))
+            last = i == depth - 1
+            if s == 2 and upsample != "bilinear":  # transposed conv / pixel shuffle / nearest + conv
+                up = make_upsample(upsample, rch[i], rch[i + 1], 2, 3)
+                dec.append(up if last else nn.Sequential(up, nn.InstanceNorm2d(rch[i + 1], affine=True), nn.ReLU()))
+            else:  # the paper's bilinear upsampling + padded conv (or a plain conv at stride 1)
+                if s == 2:
+                    dec.append(Upsample())
+                dec.append(nn.Conv2d(rch[i], rch[i + 1], 3, padding=1) if last else _conv_block(rch[i], rch[i + 1]))
+            if not last:
                 dec.extend(ResidualBlock(rch[i + 1]) for _ in range(n_res))
-            else:
-                dec.append(nn.Conv2d(rch[i], rch[i + 1], 3, padding=1))
         self.decoder = nn.Sequential(*dec)
 
     @property

@@ -27,6 +27,7 @@ import torch
 from torch import nn
 
 from aeprobe.models._base import AutoEncoder, check_input
+from aeprobe.models.upsample import UPSAMPLE_KINDS, make_upsample
 
 __all__ = ["DiskAE", "PositionEncoder", "PositionDecoder", "PositionAE", "DISK_DEPTHS", "POSITION_DECODER_DEPTHS"]
 
@@ -57,8 +58,9 @@ class DiskAE(AutoEncoder):
     depths : hidden depths, ``log2(size) - 1`` of them (default Table 1, truncated or padded with
         its last value for other sizes).
     negative_slope : leaky ReLU slope (0.2).
-    upsample : ``"nearest"`` or ``"bilinear"`` x2 upsampling in the decoder (both linear, so the
-        bias-free decoder stays homogeneous).
+    upsample : x2 upsampling in the decoder, one of :data:`aeprobe.models.upsample.UPSAMPLE_KINDS`:
+        ``"nearest"`` (default) or ``"bilinear"`` resize + conv, ``"transposed"`` (3x3 transposed
+        conv), ``"pixel_shuffle"``. All are linear, so the bias-free decoder stays homogeneous.
 
     ``encode(x)`` maps ``[N, 1, size, size]`` to ``[N, d]``; ``decode(z)`` maps ``[N, d]`` back.
     """
@@ -74,8 +76,8 @@ class DiskAE(AutoEncoder):
         depths = tuple(int(d) for d in depths)
         if len(depths) != levels - 1 or min(depths, default=1) < 1:
             raise ValueError(f"DiskAE: size {size} needs {levels - 1} positive hidden depths, got {depths}")
-        if upsample not in ("nearest", "bilinear"):
-            raise ValueError(f"DiskAE: upsample must be 'nearest' or 'bilinear', got {upsample!r}")
+        if upsample not in UPSAMPLE_KINDS:
+            raise ValueError(f"DiskAE: upsample must be one of {UPSAMPLE_KINDS}, got {upsample!r}")
         self.size, self.code_size, self.bias, self.depths = size, code_size, bool(bias), depths
         chans = (1,) + depths + (code_size,)
         enc: list[nn.Module] = []
@@ -88,9 +90,12 @@ class DiskAE(AutoEncoder):
         rchans = chans[::-1]
         dec: list[nn.Module] = [nn.Unflatten(1, (code_size, 1, 1))]
         for i in range(levels):
-            kw = {} if upsample == "nearest" else {"align_corners": False}
-            dec.append(nn.Upsample(scale_factor=2, mode=upsample, **kw))
-            dec.append(nn.Conv2d(rchans[i], rchans[i + 1], 3, padding=1, bias=bias))
+            if upsample in ("nearest", "bilinear"):  # the paper's layout: Upsample, Conv2d
+                kw = {} if upsample == "nearest" else {"align_corners": False}
+                dec.append(nn.Upsample(scale_factor=2, mode=upsample, **kw))
+                dec.append(nn.Conv2d(rchans[i], rchans[i + 1], 3, padding=1, bias=bias))
+            else:  # transposed conv or pixel shuffle: one block
+                dec.append(make_upsample(upsample, rchans[i], rchans[i + 1], 2, 3, bias=bias))
             if i < levels - 1:
                 dec.append(_act(negative_slope))
         self.decoder = nn.Sequential(*dec)

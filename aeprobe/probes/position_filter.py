@@ -1,0 +1,213 @@
+r"""Position probes: learned 1-D encoder filters vs ``[1, 2, 1]`` and Dirac encoding/decoding (Newson et al., Sect. 5).
+
+Prop. 3: ``L`` layers of the filter ``phi = [1, 2, 1]`` (Eq. 13) with stride 2 at even positions
+and zero padding map a one-hot at position ``a`` of a signal of length ``2^L`` to ``2^L - a``
+(Eq. 15), and any ``b * phi`` (``b != 0``) extracts the position as well. Fig. 9: a trained
+encoder with depth-1 layers finds these weights.
+
+* :func:`filter_cosine` -- for every 1-D conv layer with kernel size 3 (found with
+  :func:`aeprobe.weights.layer_weights`), the cosine similarity of each filter ``w`` (one per
+  output/input channel pair) to ``phi`` *up to scale and sign*: ``|<w, phi>| / (||w|| ||phi||)``
+  (1 iff ``w = b phi``). Per layer the mean over its filters is reported.
+* :func:`position_encoding` -- encode Diracs (one-hots, or the triangular Diracs of Eq. 19 at
+  continuous positions) and compare the code with the closed form ``2^L - a`` (which for a
+  triangular Dirac, by linearity of Eq. 15, is also ``2^L - a``): linear ``R^2``, Spearman
+  correlation, the least-squares scale ``c`` of ``z ~ c (2^L - a)`` and the largest deviation from
+  it relative to ``max |c (2^L - a)|``.
+* :func:`dirac_decoding` -- decode and compare the output with the input Dirac (Fig. 10): position
+  of the output's maximum and of its centroid (of the positive part) against ``a``.
+
+PyTorch's ``Conv1d(1, 1, 3, stride=2, padding=1)`` computes ``u[t] = w0 x[2t-1] + w1 x[2t] +
+w2 x[2t+1]``, exactly the layer of :func:`theory.position.layer` with ``phi = (w0, w1, w2)``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from scipy import stats
+from torch import nn
+
+from aeprobe.probes._batch import eval_mode, model_device
+from aeprobe.weights import layer_weights
+from theory.position import FILTER, triangular_dirac
+
+__all__ = [
+    "FilterCosineReport", "filter_cosine", "PositionEncodingReport", "position_encoding",
+    "DiracDecodingReport", "dirac_decoding",
+]
+
+
+@dataclass
+class FilterCosineReport:
+    """``layers[i]``: layer name; ``cosines[i]``: mean ``|cos|`` of its filters to ``target``;
+    ``per_filter[i]``: ``[out, in]`` array of ``|cos|``; ``signed[i]``: the signed cosines;
+    ``filters[i]``: ``[out, in, 3]`` weights (oriented as a conv)."""
+
+    layers: list[str]
+    cosines: list[float]
+    per_filter: list[np.ndarray]
+    signed: list[np.ndarray]
+    filters: list[np.ndarray]
+    target: np.ndarray
+
+    @property
+    def min_cosine(self) -> float:
+        return float(min(self.cosines)) if self.cosines else float("nan")
+
+
+def _part(model: nn.Module, part: str | None) -> nn.Module:
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
+    if part is None:
+        return model
+    sub = getattr(model, part, None)
+    if isinstance(sub, nn.Module):
+        return sub
+    return model
+
+
+def filter_cosine(model: nn.Module, target=FILTER, *, part: str | None = "encoder") -> FilterCosineReport:
+    """Cosine (up to scale and sign) of every 1-D size-``len(target)`` conv filter of ``model.<part>`` to ``target``.
+
+    ``part``: submodule to search (default ``"encoder"``; the whole model when it has no such
+    submodule or ``part=None``). Raises ``ValueError`` when no matching 1-D conv layer exists.
+    """
+    tgt = np.asarray(target, dtype=float).reshape(-1)
+    if tgt.size < 2 or not np.all(np.isfinite(tgt)) or not np.any(tgt):
+        raise ValueError(f"target must be a finite non-zero 1-D filter, got {target!r}")
+    mod = _part(model, part)
+    recs = [r for r in layer_weights(mod) if r.kind == "conv" and r.kernel_size == (tgt.size,)]
+    if not recs:
+        raise ValueError(f"{type(mod).__name__} has no 1-D conv layer with kernel size {tgt.size}")
+    names, cos, per, sig, fil = [], [], [], [], []
+    for r in recs:
+        w = r.oriented_weight().astype(float)  # [out, in, k]
+        norms = np.linalg.norm(w, axis=-1) * np.linalg.norm(tgt)
+        dots = w @ tgt
+        s = np.divide(dots, norms, out=np.zeros_like(dots), where=norms > 0)
+        names.append(r.name)
+        sig.append(s)
+        per.append(np.abs(s))
+        cos.append(float(np.abs(s).mean()))
+        fil.append(w)
+    return FilterCosineReport(layers=names, cosines=cos, per_filter=per, signed=sig, filters=fil, target=tgt)
+
+
+def _encoder_fn(model: nn.Module):
+    if callable(getattr(model, "encode", None)):
+        return model.encode
+    if isinstance(getattr(model, "encoder", None), nn.Module):
+        return model.encoder
+    return model
+
+
+def _dirac_batch(positions, n: int, channels: bool = True) -> torch.Tensor:
+    x = torch.as_tensor(triangular_dirac(np.asarray(positions, dtype=float), n), dtype=torch.float32)
+    return x[:, None, :] if channels else x
+
+
+@dataclass
+class PositionEncodingReport:
+    positions: np.ndarray
+    z: np.ndarray
+    closed_form: np.ndarray  # 2^L - a
+    linear_r2: float
+    spearman: float
+    scale: float
+    max_rel_deviation: float
+
+
+def position_encoding(model: nn.Module, L: int, positions=None, *, device=None) -> PositionEncodingReport:
+    """Encode Diracs of length ``2^L`` and compare the scalar code with ``2^L - a`` (Prop. 3).
+
+    ``positions``: positions ``a`` in ``[0, 2^L - 1]`` (default the integers -> one-hots); the input
+    is :func:`theory.position.triangular_dirac` of shape ``[N, 1, 2^L]``. ``model``: an autoencoder
+    (``.encode``/``.encoder``) or an encoder.
+    """
+    if int(L) != L or L < 1:
+        raise ValueError(f"L must be an integer >= 1, got {L!r}")
+    n = 2 ** int(L)
+    a = np.arange(n, dtype=float) if positions is None else np.asarray(positions, dtype=float).reshape(-1)
+    if a.size < 3 or np.any(a < 0) or np.any(a > n - 1) or not np.all(np.isfinite(a)):
+        raise ValueError(f"positions must be >= 3 finite values in [0, {n - 1}]")
+    fn = _encoder_fn(model)
+    dev = model_device(model, device)
+    x = _dirac_batch(a, n).to(dev)
+    with eval_mode(model), torch.no_grad():
+        z = fn(x)
+    z = z.detach().cpu().double().numpy().reshape(a.size, -1)
+    if z.shape[1] != 1:
+        raise ValueError(f"the encoder must output one scalar per signal; got {z.shape[1]} values")
+    z = z[:, 0]
+    closed = n - a
+    c = float(z @ closed / (closed @ closed))
+    dev_max = float(np.max(np.abs(z - c * closed)) / np.max(np.abs(c * closed))) if c != 0 else float("inf")
+    zc, cc = z - z.mean(), closed - closed.mean()
+    den = float(np.linalg.norm(zc) * np.linalg.norm(cc))
+    r2 = float((zc @ cc / den) ** 2) if den > 0 else float("nan")
+    rho = float(stats.spearmanr(z, closed).statistic) if np.ptp(z) > 0 else float("nan")
+    return PositionEncodingReport(positions=a, z=z, closed_form=closed, linear_r2=r2, spearman=rho, scale=c,
+                                  max_rel_deviation=dev_max)
+
+
+@dataclass
+class DiracDecodingReport:
+    """``outputs[i]``: decoded signal for ``positions[i]``; ``argmax``/``centroid``: estimated positions;
+    ``argmax_error``/``centroid_error``: mean absolute error to ``positions``; ``mse``: mean squared
+    error to the triangular Dirac input."""
+
+    positions: np.ndarray
+    codes: np.ndarray
+    outputs: np.ndarray
+    argmax: np.ndarray
+    centroid: np.ndarray
+    argmax_error: float
+    centroid_error: float
+    mse: float
+
+
+def dirac_decoding(model: nn.Module, positions, n: int, *, codes=None, device=None) -> DiracDecodingReport:
+    """Decode Diracs at ``positions`` and locate the decoded peak (Fig. 10).
+
+    Without ``codes``: autoencode the triangular Diracs (Eq. 19) -- ``model`` must have
+    ``encode``/``decode`` (or ``.encoder``/``.decoder``), signals ``[N, 1, n]``. With ``codes``
+    (``[N, ...]``, e.g. the positions themselves, rescaled): decode them directly with
+    ``model.decode`` / ``model.decoder`` / ``model`` (a decoder trained from position to signal,
+    Sect. 5.4) and compare with the Dirac at ``positions``.
+    """
+    a = np.asarray(positions, dtype=float).reshape(-1)
+    if a.size < 1 or np.any(a < 0) or np.any(a > n - 1) or not np.all(np.isfinite(a)):
+        raise ValueError(f"positions must be finite values in [0, {n - 1}]")
+    dec = model.decode if callable(getattr(model, "decode", None)) else getattr(model, "decoder", None)
+    dev = model_device(model, device)
+    if codes is None:
+        if dec is None:
+            raise TypeError(f"{type(model).__name__} has no decode()/decoder")
+        enc = _encoder_fn(model)
+        x = _dirac_batch(a, n).to(dev)
+        with eval_mode(model), torch.no_grad():
+            z = enc(x)
+            y = dec(z)
+    else:
+        dec = model if dec is None else dec
+        z = torch.as_tensor(codes, dtype=torch.float32).to(dev)
+        if z.shape[0] != a.size:
+            raise ValueError(f"got {z.shape[0]} codes for {a.size} positions")
+        with eval_mode(model), torch.no_grad():
+            y = dec(z)
+    y = y.detach().cpu().double().numpy().reshape(a.size, -1)
+    if y.shape[1] != n:
+        raise ValueError(f"decoded signals have length {y.shape[1]}, expected {n}")
+    t = np.arange(n, dtype=float)
+    am = y.argmax(axis=1).astype(float)
+    pos = np.clip(y, 0, None)
+    mass = pos.sum(axis=1)
+    cen = np.where(mass > 0, (pos * t).sum(axis=1) / np.where(mass > 0, mass, 1), np.nan)
+    target = triangular_dirac(a, n)
+    return DiracDecodingReport(
+        positions=a, codes=z.detach().cpu().double().numpy().reshape(a.size, -1)[:, 0], outputs=y, argmax=am,
+        centroid=cen, argmax_error=float(np.mean(np.abs(am - a))), centroid_error=float(np.nanmean(np.abs(cen - a))),
+        mse=float(np.mean((y - target) ** 2)),
+    )
