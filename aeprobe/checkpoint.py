@@ -20,13 +20,15 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
+
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
 import torch
 from torch import nn
+
+from aeprobe.reporting import atomic_write_bytes
 
 FORMAT = "aeprobe-checkpoint"
 VERSION = 1
@@ -133,31 +135,6 @@ def _join_optimizer_state(tensors: Mapping[str, torch.Tensor], rest: dict) -> di
     return {"state": state, "param_groups": _from_jsonable(rest.get("param_groups", []))}
 
 
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    try:  # make the rename itself durable (POSIX); not available on every platform
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(dir_fd)
-    except OSError:
-        pass
-    finally:
-        os.close(dir_fd)
-
-
 # ----------------------------------------------------------------------------- public API
 
 
@@ -197,7 +174,7 @@ def save_checkpoint(
     header["meta"] = _jsonable(dict(meta or {}))
     header["sha256"] = _payload_digest(tensors)
     data = st_save(tensors, metadata={_META_KEY: json.dumps(header, allow_nan=False)})
-    _atomic_write_bytes(path, data)
+    atomic_write_bytes(path, data)
     return path
 
 

@@ -5,6 +5,7 @@ reproducible from its log; no deadline because torch's first calls are slow on C
 """
 import os
 
+import pytest
 import torch
 from hypothesis import HealthCheck, settings
 
@@ -15,3 +16,17 @@ settings.register_profile(
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "dev"))
 
 torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+
+
+@pytest.fixture
+def one_thread():
+    """Torch on one intra-op thread during a test (restored after).
+
+    Tests that train tiny models use it (``pytestmark = pytest.mark.usefixtures("one_thread")``):
+    one thread is fastest for them, and on a shared 2-core machine a 2-thread OpenMP pool
+    spin-waits, which made such tests 5-100x slower (measured) with identical results.
+    """
+    prev = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(prev)

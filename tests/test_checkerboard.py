@@ -17,13 +17,7 @@ from aeprobe.probes.checkerboard import (alias_energy, alias_stats, checkerboard
 from aeprobe.train import train
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Small convs: one intra-op thread is fastest and avoids OpenMP spin-waits on shared cores."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _ones_upsampler(kind: str, k: int) -> torch.nn.Module:

@@ -17,12 +17,7 @@ from aeprobe.state import assert_unchanged, snapshot
 from aeprobe.train import train
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def feature_arch() -> nn.Module:

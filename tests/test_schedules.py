@@ -11,12 +11,7 @@ from aeprobe.schedules import progressive_resize, resize_images
 from aeprobe.train import mse_loss
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_resize_images_area_is_block_mean_and_same_size_is_identity():

@@ -11,14 +11,7 @@ from aeprobe.regularizers import psi1
 from aeprobe.train import TrainResult, history_path, mse_loss, train
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """These models are tiny: one intra-op thread is fastest, and it avoids OpenMP spin-wait
-    slow-downs (measured 100x) when the 2 cores are shared with other processes."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 class ConvAE(nn.Module):

@@ -17,13 +17,7 @@ from aeprobe.models.zoo import (KINDS, SAMPLERS, VAE, VQVAE, DenoisingAE, Sparse
 from aeprobe.train import train
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny dense models: one intra-op thread is fastest and avoids OpenMP spin-waits on shared cores."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
