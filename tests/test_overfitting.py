@@ -90,6 +90,41 @@ def test_collapsing_encoder_is_charged_to_the_encoder():
     assert rep.encoder_gap + rep.decoder_gap == pytest.approx(rep.gap, abs=1e-9)
 
 
+class HashEncoder(nn.Module):
+    """``sin(50 x W)``: a deterministic code no decoder can read beyond memorising it."""
+
+    def __init__(self, d=D, m=64, seed=0):
+        super().__init__()
+        self.register_buffer("w", torch.randn(d, m, generator=torch.Generator().manual_seed(seed)))
+
+    def forward(self, x):
+        return torch.sin(50 * x @ self.w)
+
+
+def test_refit_overfitting_its_fit_half_is_cancelled_by_the_matched_control():
+    # The encoder treats seen and unseen images alike (equally unreadable), the decoder is a
+    # lookup table of training codes: the whole gap is the decoder's. A fresh linear decoder on
+    # 64-d codes of 100 images is ordinary least squares with p/n = 0.64: expected error on its
+    # fit set ~ (1 - p/n) = 0.36 and on new images ~ 1 + p/(n - p - 1) = 2.8 (unit-variance targets).
+    xt, xh = _gauss(200, seed=6), _gauss(200, seed=7)
+    enc = HashEncoder()
+    model = TinyAE(enc, LookupDecoder(enc(xt), xt))
+    rep = overfitting_split(model, xt, xh, decoder_factory=lambda: nn.Linear(64, D), **REFIT)
+    assert rep.train_error == 0.0
+    assert rep.n_fit == 100 and rep.n_eval == 100 and rep.n_control_eval == 100
+    # the refit is scored on the other half B, not on its fit half A (theory: 0.36 vs 2.8)
+    assert rep.refit_fit_error < 0.25 * rep.refit_error
+    # the control is scored on training images disjoint from the ones it was fit on (~2.8, not ~0.36)
+    assert rep.refit_seen_error > 1.0
+    # the raw split is fooled by the refit's own overfitting: it charges more than the gap to the encoder
+    assert rep.encoder_gap > rep.gap and rep.decoder_gap < 0
+    # the matched split cancels it: seen and unseen refits differ only by sampling noise
+    # (each is a mean over 100 images of an error ~2.8 with sd ~1.5: SE of the difference ~0.2;
+    # 0.4 * gap ~ 0.8 is ~4 SE)
+    assert abs(rep.encoder_gap_matched) < 0.4 * rep.gap
+    assert rep.decoder_gap_matched > 0.6 * rep.gap
+
+
 def test_projection_onto_training_span_is_charged_to_the_encoder():
     # 12 training points in 32-d: a projector onto their span loses 20/32 of an unseen vector
     d, n = 32, 12

@@ -38,9 +38,10 @@ three signatures, each measured here:
       ``E_v ||(J - I)^T v||^2 = tr((J - I)(J - I)^T) = ||J - I||_F^2``, so the average of
       ``||J^T v - v||^2 / d`` over ``directions`` draws is an unbiased estimate
       (``J^T v`` by one ``torch.func.vjp`` pullback per direction; ``ad="jvp"`` uses
-      ``J v`` by forward mode instead, same expectation); likewise ``E_v v^T J v = tr(J)``. Its variance is
-      ``2 (||M||_F^2 - sum_i M_ii^2) / (directions * d^2)`` per point, ``M = (J-I)^T (J-I)``;
-      ``jacobian_distance_se`` is the standard error over points, which includes it.
+      ``J v`` by forward mode instead, same expectation). Its variance is
+      ``2 (||M||_F^2 - sum_i M_ii^2) / (directions * d^2)`` per point, ``M = (J-I)(J-I)^T``
+      (``(J-I)^T (J-I)`` for ``"jvp"``); ``jacobian_distance_se`` is the standard error over
+      points, which includes it. Likewise ``E_v v^T J v = tr(J)`` gives the trace.
 
     Batches of points are pushed through together, which assumes the model treats samples
     independently (true in ``eval`` mode for convolutions, InstanceNorm and BatchNorm with

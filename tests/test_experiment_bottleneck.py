@@ -1,0 +1,148 @@
+"""End-to-end smoke run of experiments/bottleneck.py: files, keys and internal consistency."""
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _load_experiment():
+    spec = importlib.util.spec_from_file_location("experiments_bottleneck", ROOT / "experiments" / "bottleneck.py")
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = mod  # dataclasses need the module registered
+    spec.loader.exec_module(mod)
+    return mod
+
+
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory):
+    out = tmp_path_factory.mktemp("bottleneck")
+    _load_experiment().main(["--smoke", "--out", str(out), "--no-progress"])
+    return out, json.loads((out / "results.json").read_text())
+
+
+def test_smoke_writes_results_report_and_figures(smoke):
+    out, res = smoke
+    report = (out / "report.md").read_text()
+    assert "Which of the paper's claims the measurements support" in report
+    for name in res["figures"].values():
+        assert (out / name).stat().st_size > 1000, name  # a real PNG, referenced in the report
+        assert name in report
+    assert {"configurations", "runs", "stats", "claims", "threshold", "data", "config", "readings"} <= set(res)
+    # every figure comes with a reading computed from the numbers
+    assert set(res["readings"]) == set(res["figures"])
+    assert report.count("Reading:") == len(res["figures"])
+    assert "In short:" in report and "Reference test MSEs" in report
+
+
+def test_smoke_configuration_keys_and_consistency(smoke):
+    _, res = smoke
+    cfgs = res["configurations"]
+    assert set(cfgs) == {"S 1/4", "S 1", "L 1/4", "L 1"}  # smoke: one area pair x two compressions
+    for key, c in cfgs.items():
+        for k in ("min_test_error", "min_test_epoch", "encoder_gap", "decoder_gap", "encoder_gap_matched",
+                  "decoder_gap_matched", "auroc", "probe_acc_seen", "probe_acc_unseen", "first_epoch_below"):
+            assert k in c, (key, k)
+        assert c["min_test_epoch"] == 1  # one epoch
+        assert 0.0 <= c["auroc"] <= 1.0
+        assert ("identity" in c) == key.endswith(" 1")  # identity tests only on complete models
+    ident = cfgs["S 1"]["identity"]
+    assert {"uniform_noise", "shuffled_pixels", "other_dataset"} == set(ident["ood_unexplained"])
+    assert ident["jacobian_distance"] >= 0.0
+    for run in res["runs"]:
+        of = run["overfitting"]
+        # the split is exact bookkeeping: encoder + decoder = gap (float64 sums)
+        assert of["encoder_gap"] + of["decoder_gap"] == pytest.approx(of["gap"], abs=1e-9)
+        assert len(run["train_loss"]) == len(run["test_loss"]) == 1
+        assert run["first_epoch_below"] == 1  # 'auto' threshold: every run crosses it by construction
+
+
+def test_smoke_statistics_follow_table_1(smoke):
+    _, res = smoke
+    rows = res["stats"]["area"]["min_test_error"]
+    assert len(rows) == 1 and rows[0]["a"] == "S" and rows[0]["b"] == "L" and rows[0]["n_a"] == 2
+    assert len(res["stats"]["compression"]["min_test_error"]) == 1
+    ids = {c["id"] for c in res["claims"]}
+    assert {"area_generalisation", "area_speed", "no_identity", "open_question_encoder_vs_decoder"} <= ids
+
+
+def test_bad_data_spec_is_rejected(tmp_path):
+    mod = _load_experiment()
+    with pytest.raises(ValueError, match="unknown --data"):
+        mod.main(["--smoke", "--out", str(tmp_path), "--data", "nope", "--no-progress"])
+    with pytest.raises(ValueError, match="folder:PATH"):  # CelebA / STL-10 go through an image folder
+        mod.main(["--smoke", "--out", str(tmp_path), "--data", "torchvision:CelebA:/nowhere", "--no-progress"])
+    with pytest.raises(ValueError, match="not divisible"):  # an impossible grid fails before any training
+        mod.main(["--smoke", "--out", str(tmp_path), "--size", "12", "--no-progress"])
+
+
+# ------------------------------------------------------------------ helpers on constructed cases
+
+
+class _Offset(nn.Module):
+    """``f(x) = x + offset + pattern`` as an AE (identity encoder)."""
+
+    def __init__(self, offset: float, pattern: torch.Tensor | None = None):
+        super().__init__()
+        self.encoder, self.decoder = nn.Identity(), nn.Identity()
+        self.offset = offset
+        self.pattern = pattern
+
+    def encode(self, x):
+        return x
+
+    def decode(self, z):
+        return z + self.offset + (0 if self.pattern is None else self.pattern)
+
+    def forward(self, x):
+        return self.decode(self.encode(x))
+
+
+def test_brightness_share_of_constant_and_zero_mean_errors():
+    mod = _load_experiment()
+    x = torch.rand(6, 1, 4, 4)
+    # error = constant per image: all of it is brightness error
+    assert mod.brightness_share(_Offset(0.3), x) == pytest.approx(1.0, abs=1e-12)
+    # error = a zero-mean checkerboard: none of it is
+    cb = (torch.arange(4).view(1, 4) + torch.arange(4).view(4, 1)) % 2 * 2.0 - 1.0
+    assert mod.brightness_share(_Offset(0.0, 0.1 * cb), x) == pytest.approx(0.0, abs=1e-12)
+    # both, equal energy (offset 0.1, pattern +-0.1): mean(e)^2 = 0.01 of mean(e^2) = 0.02
+    assert mod.brightness_share(_Offset(0.1, 0.1 * cb), x) == pytest.approx(0.5, abs=1e-6)
+
+
+def test_blend_deviation_is_zero_for_a_linear_decoder_and_positive_otherwise():
+    mod = _load_experiment()
+    x = torch.rand(8, 1, 4, 4)
+    assert mod.blend_deviation(_Offset(0.2), x, pairs=4) == pytest.approx(0.0, abs=1e-10)
+
+    class Squash(_Offset):  # nonlinear decoder: the decoded path bends away from the blend
+        def decode(self, z):
+            return z ** 2
+
+    assert mod.blend_deviation(Squash(0.0), x, pairs=4) > 1e-3
+
+
+def _rows(medians, p):
+    mod = _load_experiment()
+    runs = [dict(area=a, v=m + 1e-3 * k) for a, m in zip("SML", medians) for k in range(4)]
+    rows = mod.ranksum_table(runs, "area", ["S", "M", "L"], "v")
+    for r in rows:
+        r["p_value"] = p
+    return mod, rows
+
+
+def test_verdict_rules():
+    mod, rows = _rows([3.0, 2.0, 1.0], 0.01)
+    assert mod.verdict(rows, "lower")[0] == "supported"
+    assert mod.verdict(rows, "higher")[0].startswith("contradicted (3/3")
+    mod, rows = _rows([3.0, 2.0, 1.0], 0.2)
+    assert mod.verdict(rows, "lower")[0].startswith("not supported (no pair significant; direction as claimed in 3/3")
+    rows[0]["p_value"] = 0.01  # only S vs M significant
+    assert mod.verdict(rows, "lower")[0].startswith("partly supported (1/3")
