@@ -63,6 +63,7 @@ class Config:
     size: int = 32
     depth: int = 5
     residual: bool = False
+    norm: str = "instance"  # paper; "batch" / "none" keep per-image brightness
     areas: tuple = AREAS
     compressions: tuple = COMPRESSIONS
     seeds: tuple = (0, 1)
@@ -99,7 +100,7 @@ def make_config(args: argparse.Namespace) -> Config:
     over = {k: v for k, v in dict(data=args.data, other=args.other, size=args.size, depth=args.depth,
                                   epochs=args.epochs, n_train=args.n_train, n_test=args.n_test,
                                   threshold=args.threshold, device=args.device, lr=args.lr,
-                                  batch_size=args.batch_size).items() if v is not None}
+                                  batch_size=args.batch_size, norm=args.norm).items() if v is not None}
     if args.seeds is not None:
         over["seeds"] = tuple(range(args.seeds))
     if args.workers is not None:
@@ -229,7 +230,7 @@ def train_one(cfg: Config, area: str, comp: Fraction, seed: int, data: dict, out
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)  # paper: every model initialised with the same seed
         model = ManakovCAE(in_channels=data["x_train"].shape[1], size=cfg.size, area=area, compression=comp,
-                           depth=cfg.depth, residual=cfg.residual)
+                           depth=cfg.depth, residual=cfg.residual, norm=cfg.norm)
     ckpt = out / "checkpoints" / f"{run_key(area, comp, seed)}.pt" if cfg.checkpoint else None
     res = train(model, data["x_train"], epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr,
                 x_val=data["x_test"], device=cfg.device, seed=seed, checkpoint=ckpt, progress=False)
@@ -361,6 +362,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--other", default=None, help="outlier dataset for the AUROC (same syntax as --data)")
     p.add_argument("--size", type=int, default=None, help="input height = width")
     p.add_argument("--depth", type=int, default=None, help="strided layers of the vanilla (area S) CAE")
+    p.add_argument("--norm", choices=("instance", "batch", "none"), default=None,
+                   help="normalisation after each hidden conv (default instance, as in the paper; instance norm "
+                        "drops per-image brightness, which dominates the error on small grey patches)")
     p.add_argument("--epochs", type=int, default=None)
     p.add_argument("--seeds", type=int, default=None, help="number of seeds (0..K-1)")
     p.add_argument("--n-train", type=int, default=None)
@@ -468,7 +472,8 @@ def sweep(cfg: Config, grid: list[tuple], data: dict, out: Path) -> tuple[list[d
                 runs[(area, comp, seed)] = rec
                 if state is not None:
                     model = ManakovCAE(in_channels=data["x_train"].shape[1], size=cfg.size, area=area,
-                                       compression=comp, depth=cfg.depth, residual=cfg.residual)
+                                       compression=comp, depth=cfg.depth, residual=cfg.residual,
+                                       norm=cfg.norm)
                     model.load_state_dict(state)
                     models[(area, comp)] = model.eval()
                 bar.update()
@@ -912,7 +917,7 @@ def write_report(cfg: Config, results: dict, out: Path) -> None:
                   f"{d['shape']}), outliers from {d['other']}; areas {', '.join(cfg.areas)} x compressions "
                   f"{', '.join(comp_label(c) for c in cfg.compressions)} x seeds {list(cfg.seeds)}; {cfg.epochs} epochs, "
                   f"batch {cfg.batch_size}, Adam lr {cfg.lr}; input {cfg.size}x{cfg.size}, depth {cfg.depth}, residual "
-                  f"blocks {cfg.residual}. Run time {results['seconds']:.0f} s with {cfg.workers} worker process(es) of "
+                  f"blocks {cfg.residual}, {cfg.norm} norm. Run time {results['seconds']:.0f} s with {cfg.workers} worker process(es) of "
                   f"{results['torch_threads']} torch thread(s). Probe labels: {d['labels']}.")
     if cfg.notes:
         rep.bullets(cfg.notes)

@@ -15,7 +15,9 @@ settings.register_profile(
 )
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "dev"))
 
-torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+# one intra-op thread: the models under test are tiny, and a 2-thread OpenMP pool spin-waits on a
+# busy machine (measured 5-100x slower with identical results)
+torch.set_num_threads(1)
 
 
 @pytest.fixture

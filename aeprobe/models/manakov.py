@@ -31,7 +31,7 @@ from torch import nn
 from aeprobe.models._base import AutoEncoder, check_input
 from aeprobe.models.upsample import UPSAMPLE_KINDS, make_upsample
 
-__all__ = ["ManakovCAE", "AREAS", "COMPRESSIONS", "ResidualBlock", "bottleneck_shape"]
+__all__ = ["ManakovCAE", "AREAS", "COMPRESSIONS", "NORMS", "ResidualBlock", "bottleneck_shape"]
 
 #: Bottleneck areas and the number of trailing stride-1 encoder layers that define them.
 AREAS: dict[str, int] = {"S": 0, "M": 1, "L": 2}
@@ -39,18 +39,30 @@ AREAS: dict[str, int] = {"S": 0, "M": 1, "L": 2}
 COMPRESSIONS: tuple[Fraction, ...] = (Fraction(1, 64), Fraction(1, 16), Fraction(1, 4), Fraction(1, 1))
 
 
-def _conv_block(cin: int, cout: int, stride: int = 1) -> nn.Sequential:
-    return nn.Sequential(nn.Conv2d(cin, cout, 3, stride=stride, padding=1), nn.InstanceNorm2d(cout, affine=True),
+NORMS = ("instance", "batch", "none")
+
+
+def _norm(kind: str, ch: int) -> nn.Module:
+    """Instance norm (paper), batch norm, or nothing."""
+    if kind == "instance":
+        return nn.InstanceNorm2d(ch, affine=True)
+    if kind == "batch":
+        return nn.BatchNorm2d(ch)
+    return nn.Identity()
+
+
+def _conv_block(cin: int, cout: int, stride: int = 1, norm: str = "instance") -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(cin, cout, 3, stride=stride, padding=1), _norm(norm, cout),
                          nn.ReLU())
 
 
 class ResidualBlock(nn.Module):
     """``relu(x + IN(conv(relu(IN(conv(x))))))`` (He et al.), channels unchanged."""
 
-    def __init__(self, ch: int):
+    def __init__(self, ch: int, norm: str = "instance"):
         super().__init__()
-        self.body = nn.Sequential(nn.Conv2d(ch, ch, 3, padding=1), nn.InstanceNorm2d(ch, affine=True), nn.ReLU(),
-                                  nn.Conv2d(ch, ch, 3, padding=1), nn.InstanceNorm2d(ch, affine=True))
+        self.body = nn.Sequential(nn.Conv2d(ch, ch, 3, padding=1), _norm(norm, ch), nn.ReLU(),
+                                  nn.Conv2d(ch, ch, 3, padding=1), _norm(norm, ch))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.relu(x + self.body(x))
@@ -99,13 +111,20 @@ class ManakovCAE(AutoEncoder):
     compression : bottleneck volume / input volume (float or Fraction).
     depth : number of encoder (and decoder) conv layers (paper: 5).
     residual : residual blocks after each conv layer (``True`` = 2, as in the paper; default none).
+    norm : ``"instance"`` (paper, after every hidden conv), ``"batch"`` or ``"none"``. Instance
+        norm removes each feature map's mean and scale per image, so per-image brightness must
+        survive through the linear code layer alone; on small grey patches that is a large part of
+        the error (see ``experiments/bottleneck.py``'s report).
     upsample : decoder upsampling, ``"bilinear"`` resize + conv (paper) or another kind of
         :func:`aeprobe.models.upsample.make_upsample` (``"transposed"``, ``"pixel_shuffle"``, ``"nearest"``).
     """
 
     def __init__(self, in_channels: int = 1, size: int = 32, area: str = "S", compression=Fraction(1, 16),
-                 depth: int = 5, residual: bool | int = False, upsample: str = "bilinear"):
+                 depth: int = 5, residual: bool | int = False, upsample: str = "bilinear", norm: str = "instance"):
         super().__init__()
+        if norm not in NORMS:
+            raise ValueError(f"ManakovCAE: norm must be one of {NORMS}, got {norm!r}")
+        self.norm = norm
         if upsample not in UPSAMPLE_KINDS:
             raise ValueError(f"ManakovCAE: upsample must be one of {UPSAMPLE_KINDS}, got {upsample!r}")
         self.upsample = upsample
@@ -124,8 +143,8 @@ class ManakovCAE(AutoEncoder):
         enc: list[nn.Module] = []
         for i, s in enumerate(strides):
             if i < depth - 1:
-                enc.append(_conv_block(chans[i], chans[i + 1], s))
-                enc.extend(ResidualBlock(chans[i + 1]) for _ in range(n_res))
+                enc.append(_conv_block(chans[i], chans[i + 1], s, norm))
+                enc.extend(ResidualBlock(chans[i + 1], norm) for _ in range(n_res))
             else:
                 enc.append(nn.Conv2d(chans[i], chans[i + 1], 3, stride=s, padding=1))
         self.encoder = nn.Sequential(*enc)
@@ -135,13 +154,13 @@ class ManakovCAE(AutoEncoder):
             last = i == depth - 1
             if s == 2 and upsample != "bilinear":  # transposed conv / pixel shuffle / nearest + conv
                 up = make_upsample(upsample, rch[i], rch[i + 1], 2, 3)
-                dec.append(up if last else nn.Sequential(up, nn.InstanceNorm2d(rch[i + 1], affine=True), nn.ReLU()))
+                dec.append(up if last else nn.Sequential(up, _norm(norm, rch[i + 1]), nn.ReLU()))
             else:  # the paper's bilinear upsampling + padded conv (or a plain conv at stride 1)
                 if s == 2:
                     dec.append(Upsample())
-                dec.append(nn.Conv2d(rch[i], rch[i + 1], 3, padding=1) if last else _conv_block(rch[i], rch[i + 1]))
+                dec.append(nn.Conv2d(rch[i], rch[i + 1], 3, padding=1) if last else _conv_block(rch[i], rch[i + 1], norm=norm))
             if not last:
-                dec.extend(ResidualBlock(rch[i + 1]) for _ in range(n_res))
+                dec.extend(ResidualBlock(rch[i + 1], norm) for _ in range(n_res))
         self.decoder = nn.Sequential(*dec)
 
     @property
