@@ -11,11 +11,11 @@ import torch.nn as nn
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from aeprobe.probes.code_size import code_vs_size, linear_fit
+from aeprobe.probes.code_size import code_vs_size, linear_fit, power_exponent
 from aeprobe.probes.disk_attribution import disk_attribution
 from aeprobe.probes.homogeneity import decoder_homogeneity
 from aeprobe.probes.position_filter import dirac_decoding, filter_cosine, position_encoding
-from aeprobe.probes.profile import compare_profiles, compare_to_airy, data_optimal_profile
+from aeprobe.probes.profile import compare_profiles, compare_to_airy, data_optimal_profile, rank1_floor_mse
 from aeprobe.probes.separable import radial_profile, separable_decomposition, separable_profile
 from theory.disks import airy_profile, optimal_amplitude, radial_image
 from theory.position import FILTER, encode, triangular_dirac
@@ -235,6 +235,24 @@ def test_data_optimal_profile_of_sharp_disks_is_airy(R_max):
     assert cmp.energy_beyond_R < 1e-4  # support stops at R (App. C)
 
 
+def test_rank1_floor_known_cases():
+    """Eckart-Young: the floor is the energy outside the top singular direction, per pixel and image."""
+    f = airy_image().numpy().astype(float)
+    h = np.linspace(0.5, 3.0, 20)
+    rank1 = h[:, None, None] * f
+    # exactly separable data: a rank-1 decoder reproduces it (float64 power iteration: ~1e-16 relative)
+    assert rank1_floor_mse(rank1) <= 1e-12 * np.mean(rank1**2)
+    g = radial_image(lambda t: np.cos(t / 3), SIZE)
+    g = g - (g * f).sum() / (f * f).sum() * f  # orthogonal to f
+    b = 0.05 * np.cos(np.arange(20.0))
+    data = rank1 + b[:, None, None] * g
+    expected = np.sum(np.linalg.svd(data.reshape(20, -1), compute_uv=False)[1:] ** 2) / data.size
+    assert rank1_floor_mse(data) == pytest.approx(expected, rel=1e-8)
+    assert rank1_floor_mse(data) > 1e-6  # a second component is not removable
+    with pytest.raises(ValueError, match="zero"):
+        rank1_floor_mse(np.zeros((3, 8, 8)))
+
+
 # ----------------------------------------------------------------------------- code vs size (Fig. 3, 11)
 
 
@@ -242,13 +260,26 @@ def test_code_equal_to_area_is_explained_by_area():
     radii = np.linspace(1, 32, 50)
     rep = code_vs_size(np.pi * radii**2 * 0.01 + 3.0, radii)
     assert rep.area_r2 == pytest.approx(1.0, abs=1e-12)
+    assert rep.exponent == pytest.approx(2.0, abs=1e-3)
     assert rep.radius_r2 < 0.99  # measured 0.94 on this range
     assert rep.better == "area"
     assert rep.spearman == pytest.approx(1.0)
     rep_r = code_vs_size(-2 * radii, radii)
     assert rep_r.better == "radius" and rep_r.radius_r2 == pytest.approx(1.0)
+    assert rep_r.exponent == pytest.approx(1.0, abs=1e-3)
     # Spearman is blind to area vs radius (monotone transform): identical magnitudes
     assert abs(rep_r.spearman) == pytest.approx(abs(rep.spearman))
+
+
+@settings(max_examples=25)
+@given(p=st.floats(0.3, 3.5), a=st.floats(-5, 5), b=st.floats(0.01, 10), sign=st.sampled_from([-1.0, 1.0]))
+def test_power_exponent_recovers_any_power(p, a, b, sign):
+    """z = a + b r^p (any offset, scale and sign) -> exponent p; the bounded search stops at xatol 1e-4,
+    and R^2(p) is flat near its maximum, so allow 1e-2."""
+    radii = np.linspace(0.5, 32, 64)
+    est, r2 = power_exponent(a + sign * b * radii**p, radii)
+    assert est == pytest.approx(p, abs=1e-2)
+    assert r2 > 1 - 1e-8
 
 
 def test_code_vs_optimal_amplitude():
@@ -314,6 +345,28 @@ def test_filter_cosine_of_other_filter():
         filter_cosine(nn.Sequential(nn.Linear(3, 3)))
 
 
+def test_filter_cosine_ignores_taps_that_only_see_padding():
+    """The last layer of Prop. 3's encoder gets a length-2 input: its left tap multiplies x(-1) = 0 only.
+
+    Setting it to garbage leaves the code unchanged, so it must not lower the cosine when the input
+    length is known; without input_length (all taps) the cosine drops, and a wrong live tap still fails."""
+    L = 6
+    enc = HandSetEncoder(L)
+    with torch.no_grad():
+        enc.encoder[-1].weight[0, 0, 0] = 5.0
+    pe = position_encoding(enc, L)
+    assert pe.max_rel_deviation < 1e-6  # still exactly 2^L - a
+    rep = filter_cosine(enc, input_length=2**L)
+    np.testing.assert_allclose(rep.cosines, 1.0, atol=1e-7)
+    assert [m.tolist() for m in rep.live] == [[True] * 3] * (L - 1) + [[False, True, True]]
+    assert filter_cosine(enc).cosines[-1] == pytest.approx(10 / np.sqrt(180), abs=1e-6)  # all taps: (5, 2, 1)
+    with torch.no_grad():
+        enc.encoder[-1].weight[0, 0, 1:] = torch.tensor([1.0, 2.0])  # live taps (1, 2) vs (2, 1)
+    assert filter_cosine(enc, input_length=2**L).cosines[-1] == pytest.approx(0.8, abs=1e-6)
+    with pytest.raises(ValueError, match="input_length"):
+        filter_cosine(enc, input_length=0)
+
+
 def test_dirac_decoding_of_perfect_autoencoder():
     L, n = 6, 64
 
@@ -327,6 +380,30 @@ def test_dirac_decoding_of_perfect_autoencoder():
     assert rep.mse < 1e-10
     assert rep.centroid_error < 1e-5  # centroid of a triangular Dirac is a (Eq. 19)
     assert rep.argmax_error <= 0.5  # argmax is the nearest sample
+    assert rep.peak_energy_fraction == pytest.approx(1.0, abs=1e-12)
+
+
+def test_dirac_decoding_shift_and_ripples():
+    """A decoder that puts the Dirac at a + 0.3 and adds ripples of 0.1 far from the peak: the local
+    centroid sees the shift exactly and ignores the ripples; the energy share counts them."""
+    n = 64
+    a = np.linspace(4.0, 50.0, 12) + 0.25  # keep a + 0.3 between samples, away from the borders
+
+    class Shifted(nn.Module):
+        def forward(self, z):
+            pos = z.reshape(-1).double().numpy()
+            y = triangular_dirac(pos + 0.3, n)
+            far = np.abs(np.arange(n)[None, :] - pos[:, None]) > 4
+            return torch.tensor(y + 0.1 * far, dtype=torch.float32)[:, None]
+
+    rep = dirac_decoding(Shifted(), a, n, codes=torch.tensor(a)[:, None])
+    assert rep.centroid_error == pytest.approx(0.3, abs=1e-5)
+    assert rep.argmax_error == pytest.approx(np.mean(np.abs(np.round(a + 0.3) - a)))
+    near = triangular_dirac(a + 0.3, n)
+    far = (np.abs(np.arange(n)[None, :] - a[:, None]) > 4).sum(1) * 0.01
+    in2 = np.where(np.abs(np.arange(n)[None, :] - a[:, None]) < 2, near**2, 0).sum(1)
+    assert rep.peak_energy_fraction == pytest.approx(np.mean(in2 / ((near**2).sum(1) + far)), rel=1e-5)
+    assert rep.peak_energy_fraction < 0.6  # ~55 ripples of energy 0.01 against a peak of energy ~0.6
 
 
 # ----------------------------------------------------------------------------- attribution

@@ -5,7 +5,6 @@ from saved results without the models.
 """
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Mapping, Sequence
 
@@ -16,6 +15,7 @@ from aeprobe.plots.common import _np, plt, savefig
 __all__ = [
     "io_grid", "code_vs_size_plot", "profiles_vs_airy", "cross_sections", "amplitude_plot",
     "interpolation_strip", "hole_errors_plot", "hole_outputs_grid", "lambda_sweep_plot", "attribution_plot",
+    "training_curve_plot",
 ]
 
 _COLORS = ["C0", "C1", "C2", "C3", "C4", "C5", "C6"]
@@ -61,23 +61,50 @@ def io_grid(rows: Mapping[str, np.ndarray], path, *, col_titles: Sequence[str] |
 def code_vs_size_plot(radii, codes: Mapping[str, np.ndarray], path, *, fits: Mapping[str, tuple] | None = None) -> Path:
     """Fig. 3 (right): code ``z`` against radius and against area ``pi r^2`` for each model.
 
-    ``fits[label] = (area_r2, radius_r2)`` adds the R^2 values to the legend.
+    Codes are min-max normalised and sign-aligned (increasing with ``r``) so that several networks
+    share the axes; ``fits[label] = (area_r2, radius_r2[, exponent])`` adds the fit values to the legend.
     """
     r = _np(radii).astype(float)
-    fig, axes = plt.subplots(1, 2, figsize=(9, 3.6))
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
     for k, (lab, z) in enumerate(codes.items()):
-        z = _np(z).reshape(-1)
+        z = _np(z).reshape(-1).astype(float)
+        z = (z - z.min()) / (np.ptp(z) or 1.0)
+        if np.corrcoef(r, z)[0, 1] < 0:
+            z = 1.0 - z
         extra = ""
         if fits and lab in fits:
-            extra = f" (R² area {fits[lab][0]:.3f}, radius {fits[lab][1]:.3f})"
-        axes[0].plot(r, z, ".", ms=3, color=_COLORS[k % 7], label=lab + extra)
-        axes[1].plot(np.pi * r**2, z, ".", ms=3, color=_COLORS[k % 7], label=lab)
+            f = fits[lab]
+            extra = f": R² area {f[0]:.3f}, radius {f[1]:.3f}" + (f", z~r^{f[2]:.2f}" if len(f) > 2 else "")
+        axes[0].plot(r, z, ".-", ms=3, lw=0.6, color=_COLORS[k % 7], label=lab + extra)
+        axes[1].plot(np.pi * r**2, z, ".-", ms=3, lw=0.6, color=_COLORS[k % 7], label=lab)
     axes[0].set_xlabel("radius r (px)")
     axes[1].set_xlabel("area πr² (px²)")
     for ax in axes:
-        ax.set_ylabel("code z")
+        ax.set_ylabel("code z (normalised, sign-aligned)")
         ax.grid(alpha=0.3)
-    axes[0].legend(fontsize=7)
+    axes[1].plot([np.pi * r.min() ** 2, np.pi * r.max() ** 2], [0, 1], "k:", lw=0.8, label="linear in area")
+    axes[0].plot([r.min(), r.max()], [0, 1], "k--", lw=0.8, label="linear in radius")
+    axes[0].legend(fontsize=6)
+    axes[1].legend(fontsize=6)
+    return savefig(fig, path)
+
+
+def training_curve_plot(epochs, loss, correlation, path, *, floor: float | None = None) -> Path:
+    """Bias-free training: loss per epoch (log) with the rank-1 floor, and the Airy correlation per epoch."""
+    e = _np(epochs).reshape(-1)
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.4))
+    axes[0].plot(e, _np(loss), "o-", ms=3, label="training MSE")
+    if floor is not None:
+        axes[0].axhline(floor, color="k", ls="--", lw=1, label=f"rank-1 floor {floor:.4f}")
+    axes[0].set_yscale("log")
+    axes[0].set_ylabel("MSE")
+    axes[1].plot(e, _np(correlation), "o-", ms=3, color="C1", label="corr(f, Airy) on t ≤ R")
+    axes[1].axhline(0.99, color="gray", ls=":", lw=1, label="0.99")
+    axes[1].set_ylabel("correlation")
+    for ax in axes:
+        ax.set_xlabel("epoch")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
     return savefig(fig, path)
 
 
@@ -157,28 +184,38 @@ def interpolation_strip(images, zs, path, *, suptitle: str | None = None) -> Pat
     return savefig(fig, path)
 
 
+def _aligned(z, r) -> np.ndarray:
+    """Min-max normalised code, flipped if needed so that it increases with the radius overall."""
+    z = _np(z).reshape(-1).astype(float)
+    zn = (z - z.min()) / (np.ptp(z) or 1.0)
+    return 1.0 - zn if np.ptp(z) > 0 and np.corrcoef(r, zn)[0, 1] < 0 else zn
+
+
+_STYLES = ["-", "--", "-.", ":"]
+
+
 def hole_errors_plot(radii, errors: Mapping[str, np.ndarray], codes: Mapping[str, np.ndarray], path, *,
                      hole: tuple[float, float]) -> Path:
-    """Fig. 7: per regulariser, reconstruction MSE against radius (left, log) and code ``z`` against radius (right);
-    the unobserved radii ``hole`` are shaded."""
+    """Fig. 7: per regulariser, reconstruction MSE against radius (left, log) and code ``z`` against radius (right,
+    normalised and sign-aligned); the unobserved radii ``hole`` are shaded."""
     r = _np(radii).reshape(-1)
     order = np.argsort(r)
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
     for k, lab in enumerate(errors):
-        axes[0].plot(r[order], _np(errors[lab]).reshape(-1)[order], "-", color=_COLORS[k % 7], lw=1.3, label=lab)
+        style = dict(color=_COLORS[k % 7], ls=_STYLES[k % 4], lw=1.5)
+        axes[0].plot(r[order], _np(errors[lab]).reshape(-1)[order], label=lab, **style)
         if lab in codes:
-            z = _np(codes[lab]).reshape(-1)
-            zn = (z - z.min()) / (np.ptp(z) or 1.0)
-            axes[1].plot(r[order], zn[order], ".", ms=2.5, color=_COLORS[k % 7], label=lab)
+            axes[1].plot(r[order], _aligned(codes[lab], r)[order], marker=".", ms=3, label=lab, **style)
     for ax in axes:
-        ax.axvspan(hole[0], hole[1], color="red", alpha=0.1, lw=0)
+        ax.axvspan(hole[0], hole[1], color="red", alpha=0.12, lw=0, label="hole (unseen radii)")
         ax.set_xlabel("radius r (px)")
         ax.grid(alpha=0.3)
     axes[0].set_yscale("log")
-    axes[0].set_ylabel("reconstruction MSE")
-    axes[1].set_ylabel("code z (min-max normalised)")
+    axes[0].set_ylabel("reconstruction MSE per disk")
+    axes[1].set_ylabel("code z (normalised, sign-aligned)")
     axes[0].legend(fontsize=7)
-    axes[1].legend(fontsize=7)
+    handles, labels = axes[1].get_legend_handles_labels()
+    axes[1].legend(handles[:-1], labels[:-1], fontsize=7)
     return savefig(fig, path)
 
 
@@ -190,17 +227,42 @@ def hole_outputs_grid(inputs, outputs: Mapping[str, np.ndarray], radii, path, *,
     return io_grid(rows, path, col_titles=[f"r={x:.1f}" for x in r], border=border)
 
 
-def lambda_sweep_plot(lams, in_hole, out_hole, path) -> Path:
-    """Fig. 8: MSE in / outside the hole against the psi3 weight."""
-    fig, ax = plt.subplots(figsize=(5.5, 3.6))
-    ax.plot(_np(lams), _np(in_hole), "o-", label="radii in the hole")
-    ax.plot(_np(lams), _np(out_hole), "s-", label="observed radii")
-    ax.set_xscale("log")
-    ax.set_yscale("log")
-    ax.set_xlabel("psi3 weight λ (paper units)")
-    ax.set_ylabel("reconstruction MSE")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+def lambda_sweep_plot(radii, errors: Mapping[str, np.ndarray], lams, path, *, hole: tuple[float, float],
+                      baseline=None) -> Path:
+    """Fig. 8: psi3 weight sweep. Left: MSE per radius for each weight (``errors[label]``, in the order of
+    ``lams``), with the unregularised net (``baseline``) for reference. Right: mean MSE in / outside the
+    hole against the weight."""
+    r = _np(radii).reshape(-1)
+    order = np.argsort(r)
+    inh = (r >= hole[0]) & (r <= hole[1])
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    if baseline is not None:
+        axes[0].plot(r[order], _np(baseline).reshape(-1)[order], color="k", lw=1.2, label="no regulariser")
+    ins, outs = [], []
+    for k, lab in enumerate(errors):
+        e = _np(errors[lab]).reshape(-1)
+        axes[0].plot(r[order], e[order], color=_COLORS[(k + 1) % 7], ls=_STYLES[k % 4], lw=1.5, label=f"psi3 {lab}")
+        ins.append(e[inh].mean())
+        outs.append(e[~inh].mean())
+    axes[0].axvspan(hole[0], hole[1], color="red", alpha=0.12, lw=0)
+    axes[0].set_yscale("log")
+    axes[0].set_xlabel("radius r (px)")
+    axes[0].set_ylabel("reconstruction MSE per disk")
+    axes[0].legend(fontsize=7)
+    lam = _np(lams).astype(float)
+    axes[1].plot(lam, ins, "o-", color="C3", label="radii in the hole")
+    axes[1].plot(lam, outs, "s-", color="C0", label="observed radii")
+    if baseline is not None:
+        b = _np(baseline).reshape(-1)
+        axes[1].axhline(b[inh].mean(), color="C3", ls=":", lw=1, label="no regulariser, hole")
+        axes[1].axhline(b[~inh].mean(), color="C0", ls=":", lw=1, label="no regulariser, observed")
+    axes[1].set_xscale("log")
+    axes[1].set_yscale("log")
+    axes[1].set_xlabel("psi3 weight λ (data term: per-pixel mean)")
+    axes[1].set_ylabel("mean reconstruction MSE")
+    for ax in axes:
+        ax.grid(alpha=0.3)
+    axes[1].legend(fontsize=7)
     return savefig(fig, path)
 
 

@@ -12,21 +12,43 @@ __all__ = ["filters_vs_target", "encoding_plot", "dirac_decoding_plot"]
 
 
 def filters_vs_target(filters: Sequence[np.ndarray], names: Sequence[str], cosines: Sequence[float], path,
-                      *, target=(1.0, 2.0, 1.0)) -> Path:
-    """Fig. 9: each layer's learned 1-D filter (scaled and sign-aligned to ``target`` by least squares) vs the target."""
+                      *, target=(1.0, 2.0, 1.0), live: Sequence[np.ndarray] | None = None,
+                      extra: tuple | None = None) -> Path:
+    """Fig. 9: each layer's learned 1-D filter (scaled and sign-aligned to ``target`` by least squares on its
+    live taps) vs the target; dead taps (``live[j]`` False: they only ever see zero padding) are drawn hollow.
+
+    ``extra = (filters, cosines, label, live)`` adds a second encoder's filters (same layers) as another bar.
+    """
     tgt = np.asarray(target, float)
     n = len(filters)
-    fig, axes = plt.subplots(1, n, figsize=(1.7 * n + 0.5, 2.4), squeeze=False, sharey=True)
-    for j, (w, name, c) in enumerate(zip(filters, names, cosines)):
-        w = np.asarray(w, float).reshape(-1, tgt.size)[0]
-        s = float(w @ tgt / (w @ w)) if w @ w > 0 else 0.0
+    fig, axes = plt.subplots(1, n, figsize=(1.9 * n + 0.5, 2.6), squeeze=False, sharey=True)
+    sets = [(filters, cosines, "learned, biases", live)] + ([extra] if extra is not None else [])
+    width = 0.8 / (len(sets) + 1)
+    x = np.arange(tgt.size)
+    for j in range(n):
         ax = axes[0, j]
-        ax.bar(np.arange(tgt.size) - 0.18, s * w, width=0.36, label="learned (scaled)", color="C0")
-        ax.bar(np.arange(tgt.size) + 0.18, tgt, width=0.36, label="[1, 2, 1]", color="C1", alpha=0.7)
-        ax.set_title(f"layer {j + 1} ({name})\n|cos|={c:.3f}", fontsize=7)
+        titles = []
+        for k, (fs, cs, lab, lv) in enumerate(sets):
+            w = np.asarray(fs[j], float).reshape(-1, tgt.size)[0]
+            m = np.ones(tgt.size, bool) if lv is None else np.asarray(lv[j], bool)
+            s = float(w[m] @ tgt[m] / (w[m] @ w[m])) if w[m] @ w[m] > 0 else 0.0
+            pos = x + (k - len(sets) / 2) * width
+            ax.bar(pos[m], s * w[m], width=width, label=lab, color=f"C{k}")
+            if not m.all():
+                ax.bar(pos[~m], s * w[~m], width=width, fill=False, edgecolor=f"C{k}", ls="--",
+                       label="dead tap (padding only)" if k == 0 else None)
+            titles.append(f"{cs[j]:.3f}")
+        ax.bar(x + (len(sets) / 2) * width, tgt, width=width, label="[1, 2, 1]", color="gray", alpha=0.7)
+        ax.set_title(f"layer {j + 1}\n|cos| " + " / ".join(titles), fontsize=7)
         ax.set_xticks(range(tgt.size))
         ax.tick_params(labelsize=6)
-    axes[0, 0].legend(fontsize=6, loc="upper left")
+    handles, labels = [], []
+    for ax in axes[0]:
+        for h, l in zip(*ax.get_legend_handles_labels()):
+            if l not in labels:
+                handles.append(h)
+                labels.append(l)
+    axes[0, 0].legend(handles, labels, fontsize=6, loc="upper left")
     return savefig(fig, path)
 
 

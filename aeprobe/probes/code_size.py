@@ -7,6 +7,9 @@ perimeter ``z ~ a + b r``. :func:`code_vs_size` fits both by ordinary least squa
 * ``area_r2``, ``radius_r2``: coefficient of determination ``R^2`` of the linear fit of ``z`` on
   ``pi r^2`` and on ``r`` (with intercept; equal to the squared Pearson correlation);
 * ``better``: ``"area"`` or ``"radius"`` (larger ``R^2``; ties -> ``"tie"``);
+* ``exponent``: the power ``p`` in ``[0.1, 4]`` that best explains ``z ~ a + b r^p`` (largest
+  ``R^2``, reported as ``exponent_r2``): 2 for an area code, 1 for a radius code, anything else
+  for a code that is neither (a single number for "how area-like" the code is);
 * ``spearman``: Spearman rank correlation of ``z`` with ``r`` -- it measures monotonicity only and
   is *the same* for area and radius (``pi r^2`` is a monotone function of ``r >= 0``), so it
   cannot discriminate between them; it is reported to show ``z`` is a monotone code.
@@ -23,11 +26,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import stats
+from scipy import optimize, stats
 
 from theory.disks import optimal_amplitude
 
-__all__ = ["LinearFit", "CodeSizeReport", "linear_fit", "code_vs_size"]
+__all__ = ["LinearFit", "CodeSizeReport", "linear_fit", "power_exponent", "code_vs_size"]
 
 
 @dataclass
@@ -47,6 +50,8 @@ class CodeSizeReport:
     spearman: float
     area_fit: LinearFit
     radius_fit: LinearFit
+    exponent: float
+    exponent_r2: float
     amplitude_r2: float | None = None
     amplitude_r2_origin: float | None = None
     amplitude_scale: float | None = None
@@ -86,6 +91,20 @@ def linear_fit(x, y, *, intercept: bool = True) -> LinearFit:
     return LinearFit(float(a), float(b), _r2(y, a * x + b))
 
 
+def power_exponent(z, radii, *, bounds: tuple[float, float] = (0.1, 4.0)) -> tuple[float, float]:
+    """``(p, R^2)``: the exponent ``p`` in ``bounds`` maximising the ``R^2`` of the fit ``z ~ a + b r^p``
+    (bounded scalar search, ``xatol = 1e-4``)."""
+    z, r = _vec("z", z), _vec("radii", radii)
+    if np.ptp(z) == 0:
+        return float("nan"), float("nan")
+
+    def neg_r2(p: float) -> float:
+        return -linear_fit(r**p, z).r2
+
+    res = optimize.minimize_scalar(neg_r2, bounds=bounds, method="bounded", options={"xatol": 1e-4})
+    return float(res.x), float(-res.fun)
+
+
 def code_vs_size(z, radii, *, f2d=None, center=None, supersample: int = 4) -> CodeSizeReport:
     """Fit the scalar codes ``z`` against disk area and radius (Fig. 3), and against ``<f, 1_Br>`` (Fig. 11).
 
@@ -104,8 +123,9 @@ def code_vs_size(z, radii, *, f2d=None, center=None, supersample: int = 4) -> Co
     rf = linear_fit(r, z)
     better = "tie" if np.isclose(af.r2, rf.r2, rtol=0, atol=1e-12) else ("area" if af.r2 > rf.r2 else "radius")
     rho = float(stats.spearmanr(z, r).statistic) if np.ptp(z) > 0 else float("nan")
+    p, p_r2 = power_exponent(z, r)
     rep = CodeSizeReport(area_r2=af.r2, radius_r2=rf.r2, better=better, spearman=rho, area_fit=af, radius_fit=rf,
-                         n=int(z.size))
+                         exponent=p, exponent_r2=p_r2, n=int(z.size))
     if f2d is not None:
         f = np.asarray(f2d.detach().cpu().numpy() if hasattr(f2d, "detach") else f2d, dtype=float)
         f = np.squeeze(f)

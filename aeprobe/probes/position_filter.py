@@ -8,14 +8,23 @@ encoder with depth-1 layers finds these weights.
 * :func:`filter_cosine` -- for every 1-D conv layer with kernel size 3 (found with
   :func:`aeprobe.weights.layer_weights`), the cosine similarity of each filter ``w`` (one per
   output/input channel pair) to ``phi`` *up to scale and sign*: ``|<w, phi>| / (||w|| ||phi||)``
-  (1 iff ``w = b phi``). Per layer the mean over its filters is reported.
+  (1 iff ``w = b phi``). Per layer the mean over its filters is reported. With ``input_length``
+  (the signal length entering the first layer) only the *live* taps enter the cosine: a tap that
+  multiplies nothing but zero padding for every output sample gets no gradient and keeps its
+  initial value, so it says nothing about what was learned. In the encoder of Prop. 3 this is the
+  left tap of the last layer (input of length 2: ``u(0) = w0 x(-1) + w1 x(0) + w2 x(1)``,
+  ``x(-1) = 0``), which is then compared on ``(w1, w2)`` vs ``(2, 1)``.
 * :func:`position_encoding` -- encode Diracs (one-hots, or the triangular Diracs of Eq. 19 at
   continuous positions) and compare the code with the closed form ``2^L - a`` (which for a
   triangular Dirac, by linearity of Eq. 15, is also ``2^L - a``): linear ``R^2``, Spearman
   correlation, the least-squares scale ``c`` of ``z ~ c (2^L - a)`` and the largest deviation from
   it relative to ``max |c (2^L - a)|``.
-* :func:`dirac_decoding` -- decode and compare the output with the input Dirac (Fig. 10): position
-  of the output's maximum and of its centroid (of the positive part) against ``a``.
+* :func:`dirac_decoding` -- decode and compare the output with the input Dirac (Fig. 10): the
+  position of the output's maximum and its *local* centroid (positive part within ``window``
+  samples of the maximum: a sub-sample estimate, exact for a triangular Dirac, Eq. 19) against
+  ``a``, the MSE to the triangular Dirac, and ``peak_energy_fraction`` -- the share of the output's
+  energy ``sum y^2`` within ``|t - a| < 2`` (1 for a clean Dirac; ripples elsewhere lower it).
+  A centroid over the whole signal would be dominated by small ripples far from the peak.
 
 PyTorch's ``Conv1d(1, 1, 3, stride=2, padding=1)`` computes ``u[t] = w0 x[2t-1] + w1 x[2t] +
 w2 x[2t+1]``, exactly the layer of :func:`theory.position.layer` with ``phi = (w0, w1, w2)``.
@@ -43,7 +52,8 @@ __all__ = [
 class FilterCosineReport:
     """``layers[i]``: layer name; ``cosines[i]``: mean ``|cos|`` of its filters to ``target``;
     ``per_filter[i]``: ``[out, in]`` array of ``|cos|``; ``signed[i]``: the signed cosines;
-    ``filters[i]``: ``[out, in, 3]`` weights (oriented as a conv)."""
+    ``filters[i]``: ``[out, in, 3]`` weights (oriented as a conv); ``live[i]``: boolean mask of the
+    taps used in the cosine (all True without ``input_length``)."""
 
     layers: list[str]
     cosines: list[float]
@@ -51,6 +61,7 @@ class FilterCosineReport:
     signed: list[np.ndarray]
     filters: list[np.ndarray]
     target: np.ndarray
+    live: list[np.ndarray]
 
     @property
     def min_cosine(self) -> float:
@@ -68,31 +79,57 @@ def _part(model: nn.Module, part: str | None) -> nn.Module:
     return model
 
 
-def filter_cosine(model: nn.Module, target=FILTER, *, part: str | None = "encoder") -> FilterCosineReport:
+def _live_taps(k: int, stride: int, padding: int, dilation: int, length: int) -> tuple[np.ndarray, int]:
+    """Taps of a 1-D conv that touch a real input sample for some output, and the output length."""
+    out_len = (length + 2 * padding - dilation * (k - 1) - 1) // stride + 1
+    if out_len < 1:
+        raise ValueError(f"a conv layer with kernel {k}, stride {stride}, padding {padding} gets an input of "
+                         f"length {length}: no output")
+    t = np.arange(out_len)[:, None]
+    idx = stride * t - padding + dilation * np.arange(k)[None, :]
+    return ((idx >= 0) & (idx < length)).any(axis=0), int(out_len)
+
+
+def filter_cosine(model: nn.Module, target=FILTER, *, part: str | None = "encoder",
+                  input_length: int | None = None) -> FilterCosineReport:
     """Cosine (up to scale and sign) of every 1-D size-``len(target)`` conv filter of ``model.<part>`` to ``target``.
 
     ``part``: submodule to search (default ``"encoder"``; the whole model when it has no such
-    submodule or ``part=None``). Raises ``ValueError`` when no matching 1-D conv layer exists.
+    submodule or ``part=None``). ``input_length``: length of the signal entering the first matched
+    layer; the matched layers are assumed to run one after the other with no other resampling (as
+    in :class:`aeprobe.models.PositionEncoder`), and only their live taps are compared (module
+    docstring). Raises ``ValueError`` when no matching 1-D conv layer exists.
     """
     tgt = np.asarray(target, dtype=float).reshape(-1)
     if tgt.size < 2 or not np.all(np.isfinite(tgt)) or not np.any(tgt):
         raise ValueError(f"target must be a finite non-zero 1-D filter, got {target!r}")
+    if input_length is not None and (int(input_length) != input_length or input_length < 1):
+        raise ValueError(f"input_length must be a positive integer, got {input_length!r}")
     mod = _part(model, part)
     recs = [r for r in layer_weights(mod) if r.kind == "conv" and r.kernel_size == (tgt.size,)]
     if not recs:
         raise ValueError(f"{type(mod).__name__} has no 1-D conv layer with kernel size {tgt.size}")
-    names, cos, per, sig, fil = [], [], [], [], []
+    names, cos, per, sig, fil, lives = [], [], [], [], [], []
+    length = None if input_length is None else int(input_length)
     for r in recs:
         w = r.oriented_weight().astype(float)  # [out, in, k]
-        norms = np.linalg.norm(w, axis=-1) * np.linalg.norm(tgt)
-        dots = w @ tgt
+        live = np.ones(tgt.size, dtype=bool)
+        if length is not None:
+            if isinstance(r.padding, str):
+                raise ValueError(f"layer {r.name}: padding={r.padding!r}; input_length needs numeric padding")
+            live, length = _live_taps(tgt.size, r.stride[0], int(np.atleast_1d(r.padding)[0]), r.dilation[0], length)
+        wl, tl = w[..., live], tgt[live]
+        norms = np.linalg.norm(wl, axis=-1) * np.linalg.norm(tl)
+        dots = wl @ tl
         s = np.divide(dots, norms, out=np.zeros_like(dots), where=norms > 0)
         names.append(r.name)
         sig.append(s)
         per.append(np.abs(s))
         cos.append(float(np.abs(s).mean()))
         fil.append(w)
-    return FilterCosineReport(layers=names, cosines=cos, per_filter=per, signed=sig, filters=fil, target=tgt)
+        lives.append(live)
+    return FilterCosineReport(layers=names, cosines=cos, per_filter=per, signed=sig, filters=fil, target=tgt,
+                              live=lives)
 
 
 def _encoder_fn(model: nn.Module):
@@ -154,9 +191,10 @@ def position_encoding(model: nn.Module, L: int, positions=None, *, device=None) 
 
 @dataclass
 class DiracDecodingReport:
-    """``outputs[i]``: decoded signal for ``positions[i]``; ``argmax``/``centroid``: estimated positions;
-    ``argmax_error``/``centroid_error``: mean absolute error to ``positions``; ``mse``: mean squared
-    error to the triangular Dirac input."""
+    """``outputs[i]``: decoded signal for ``positions[i]``; ``argmax``/``centroid``: estimated positions
+    (centroid local to the maximum, see the module docstring); ``argmax_error``/``centroid_error``:
+    mean absolute error to ``positions``; ``mse``: mean squared error to the triangular Dirac input;
+    ``peak_energy_fraction``: mean share of ``sum y^2`` within ``|t - a| < 2``."""
 
     positions: np.ndarray
     codes: np.ndarray
@@ -166,9 +204,11 @@ class DiracDecodingReport:
     argmax_error: float
     centroid_error: float
     mse: float
+    peak_energy_fraction: float
 
 
-def dirac_decoding(model: nn.Module, positions, n: int, *, codes=None, device=None) -> DiracDecodingReport:
+def dirac_decoding(model: nn.Module, positions, n: int, *, codes=None, window: int = 2,
+                   device=None) -> DiracDecodingReport:
     """Decode Diracs at ``positions`` and locate the decoded peak (Fig. 10).
 
     Without ``codes``: autoencode the triangular Diracs (Eq. 19) -- ``model`` must have
@@ -200,14 +240,21 @@ def dirac_decoding(model: nn.Module, positions, n: int, *, codes=None, device=No
     y = y.detach().cpu().double().numpy().reshape(a.size, -1)
     if y.shape[1] != n:
         raise ValueError(f"decoded signals have length {y.shape[1]}, expected {n}")
+    if int(window) != window or window < 1:
+        raise ValueError(f"window must be a positive integer, got {window!r}")
     t = np.arange(n, dtype=float)
-    am = y.argmax(axis=1).astype(float)
-    pos = np.clip(y, 0, None)
+    am = y.argmax(axis=1)
+    near = np.abs(t[None, :] - am[:, None]) <= window
+    pos = np.where(near, np.clip(y, 0, None), 0.0)
     mass = pos.sum(axis=1)
     cen = np.where(mass > 0, (pos * t).sum(axis=1) / np.where(mass > 0, mass, 1), np.nan)
+    energy = (y**2).sum(axis=1)
+    peak = np.where(np.abs(t[None, :] - a[:, None]) < 2, y**2, 0.0).sum(axis=1)
+    frac = np.divide(peak, energy, out=np.zeros_like(peak), where=energy > 0)
     target = triangular_dirac(a, n)
     return DiracDecodingReport(
-        positions=a, codes=z.detach().cpu().double().numpy().reshape(a.size, -1)[:, 0], outputs=y, argmax=am,
-        centroid=cen, argmax_error=float(np.mean(np.abs(am - a))), centroid_error=float(np.nanmean(np.abs(cen - a))),
-        mse=float(np.mean((y - target) ** 2)),
+        positions=a, codes=z.detach().cpu().double().numpy().reshape(a.size, -1)[:, 0], outputs=y,
+        argmax=am.astype(float), centroid=cen, argmax_error=float(np.mean(np.abs(am - a))),
+        centroid_error=float(np.nanmean(np.abs(cen - a))), mse=float(np.mean((y - target) ** 2)),
+        peak_energy_fraction=float(frac.mean()),
     )

@@ -21,7 +21,8 @@ right singular vector of the data matrix ``X`` (rows = training images): the min
 ``sum_r ||h_r f - x_r||^2`` over rank-1 ``h f^T`` (Eckart-Young), i.e. Eq. (6) on the real data.
 :func:`data_optimal_profile` returns its radial profile, so an experiment can report
 ``corr(airy, data optimum)`` (how much blur, pixels and the sampled radii move the optimum) next
-to ``corr(learned, airy)`` and ``corr(learned, data optimum)``.
+to ``corr(learned, airy)`` and ``corr(learned, data optimum)``; :func:`rank1_floor_mse` gives the
+matching loss floor (the training MSE a bias-free decoder reaches at that optimum).
 """
 from __future__ import annotations
 
@@ -32,7 +33,7 @@ import numpy as np
 from aeprobe.probes.separable import RadialProfile, radial_profile
 from theory.disks import airy_profile
 
-__all__ = ["AiryComparison", "compare_to_airy", "compare_profiles", "data_optimal_profile"]
+__all__ = ["AiryComparison", "compare_to_airy", "compare_profiles", "data_optimal_profile", "rank1_floor_mse"]
 
 
 @dataclass
@@ -104,14 +105,9 @@ def compare_to_airy(t, f, R: float, *, counts=None) -> AiryComparison:
                           energy_beyond_R=beyond)
 
 
-def data_optimal_profile(x, *, center=None, bin_width: float = 1.0, max_iter: int = 2000) -> RadialProfile:
-    """Radial profile of the best rank-1 decoder for the images ``x`` (Eq. 6 on the data; sign: f(0) > 0).
-
-    ``x``: ``[N, 1, H, W]`` or ``[N, H, W]`` training images. Uses the top right singular vector of
-    ``X`` (``N x pixels``), computed by power iteration on ``X^T X`` started from the mean image
-    (converged to a relative change < 1e-10, at most ``max_iter`` steps; the gap between the
-    first two singular values of disk images is large, so this takes tens of steps).
-    """
+def _top_right_singular(x, max_iter: int) -> tuple[np.ndarray, np.ndarray, tuple[int, ...]]:
+    """``(X, v, image_shape)``: data matrix ``X`` (``N x pixels``, float64) and its top right singular
+    vector ``v`` by power iteration on ``X^T X`` from the mean image (relative change < 1e-10)."""
     a = np.asarray(x.detach().cpu().numpy() if hasattr(x, "detach") else x, dtype=float)
     if a.ndim == 4 and a.shape[1] == 1:
         a = a[:, 0]
@@ -120,6 +116,8 @@ def data_optimal_profile(x, *, center=None, bin_width: float = 1.0, max_iter: in
     if not np.all(np.isfinite(a)):
         raise ValueError("x contains NaN or inf")
     X = a.reshape(a.shape[0], -1)
+    if not np.any(X):
+        raise ValueError("x is identically zero; the rank-1 optimum is undefined")
     v = X.mean(axis=0)
     if not np.any(v):
         v = np.ones(X.shape[1])
@@ -131,8 +129,32 @@ def data_optimal_profile(x, *, center=None, bin_width: float = 1.0, max_iter: in
         v = nv
         if done:
             break
-    top = v.reshape(a.shape[1:])
-    prof = radial_profile(top, center=center, bin_width=bin_width)
+    return X, v, a.shape[1:]
+
+
+def data_optimal_profile(x, *, center=None, bin_width: float = 1.0, max_iter: int = 2000) -> RadialProfile:
+    """Radial profile of the best rank-1 decoder for the images ``x`` (Eq. 6 on the data; sign: f(0) > 0).
+
+    ``x``: ``[N, 1, H, W]`` or ``[N, H, W]`` training images. Uses the top right singular vector of
+    ``X`` (``N x pixels``), computed by power iteration on ``X^T X`` started from the mean image
+    (converged to a relative change < 1e-10, at most ``max_iter`` steps; the gap between the
+    first two singular values of disk images is large, so this takes tens of steps).
+    """
+    _, v, shape = _top_right_singular(x, max_iter)
+    prof = radial_profile(v.reshape(shape), center=center, bin_width=bin_width)
     if prof.f[0] < 0:
         prof = RadialProfile(prof.t, -prof.f, prof.counts, prof.center, prof.bin_width)
     return prof
+
+
+def rank1_floor_mse(x, *, max_iter: int = 2000) -> float:
+    r"""Smallest mean squared error any rank-1 decoder ``y_i = h_i f`` can reach on the images ``x``.
+
+    ``min_{h, f} (1 / (N P)) sum_i ||h_i f - x_i||^2 = (||X||_F^2 - s_1^2) / (N P)`` (Eckart-Young;
+    ``s_1`` the top singular value of the ``N x P`` data matrix). A bias-free disk AE that uses one
+    code sign is such a decoder (Prop. 1, Eq. 5), so its training MSE cannot go below this floor;
+    the gap to it says how far training is from the optimum the Airy profile describes.
+    """
+    X, v, _ = _top_right_singular(x, max_iter)
+    s1_sq = float(np.sum((X @ v) ** 2))
+    return max(0.0, float(np.sum(X**2)) - s1_sq) / X.size
