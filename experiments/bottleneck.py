@@ -47,6 +47,12 @@ if str(ROOT) not in sys.path:
 from aeprobe.reporting import MarkdownReport, to_jsonable, write_json  # noqa: E402
 
 AREAS = ("S", "M", "L")
+NORM_NOTE = {
+    "instance": "The CAE normalises every hidden layer per image (instance norm, as in the paper), which removes "
+                "each map's mean and scale (--norm batch or none keeps them).",
+    "batch": "The CAE uses batch norm (not the paper's instance norm), which keeps per-image brightness.",
+    "none": "The CAE has no normalisation layers (not the paper's instance norm), which keeps per-image brightness.",
+}
 #: datasets :func:`aeprobe.data.torchvision_dataset` reads from disk
 TORCHVISION_NAMES = ("MNIST", "FashionMNIST", "KMNIST", "CIFAR10", "CIFAR100")
 COMPRESSIONS = (Fraction(1, 64), Fraction(1, 16), Fraction(1, 4), Fraction(1, 1))
@@ -898,9 +904,8 @@ def _context(cfg: Config, results: dict) -> list[str]:
              f"the configurations (mean over seeds) lies in [{min(mins):.4g}, {max(mins):.4g}]: {beat_img}/{len(mins)} "
              f"beat the mean image, {beat_own}/{len(mins)} beat the per-image mean.",
              f"Share of the final models' test MSE that is error in each image's mean value (brightness): median "
-             f"{np.median(bs):.2f} (range {bs.min():.2f}-{bs.max():.2f}) over {len(runs)} runs. The CAE normalises "
-             "every hidden layer per image (instance norm, as in the paper), which removes each map's mean and "
-             "scale; a large share means the reconstructions are mainly wrong in brightness."]
+             f"{np.median(bs):.2f} (range {bs.min():.2f}-{bs.max():.2f}) over {len(runs)} runs. " + NORM_NOTE[cfg.norm]
+             + " A large share means the reconstructions are mainly wrong in brightness."]
     if cfg.data == "patches":
         lines.append("Train and test patches are cut at random positions from the same 10 photographs, so an "
                      "unseen patch can overlap seen ones: 'unseen' is weaker here than for separate images, which "
