@@ -104,6 +104,21 @@ def _given(values, n, name: str) -> np.ndarray:
     return v
 
 
+def _check_sigma(sigma) -> None:
+    if not (math.isfinite(float(sigma)) and sigma >= 0):
+        raise ValueError(f"sigma must be finite and >= 0, got {sigma!r}")
+
+
+def _sizes(n, given, name: str, r_min, r_max, hole, size: int, rng: np.random.Generator, what: str) -> np.ndarray:
+    """The given sizes (validated), else ``n`` draws uniform on ``[r_min, r_max]`` minus ``hole``."""
+    if given is not None:
+        return _given(given, n, name)
+    if n is None:
+        raise ValueError(f"give either n (random sizes) or {name}")
+    lo, hi = _check_range(r_min, r_max, size, what)
+    return sample_radii(n, lo, hi, hole, rng=rng)
+
+
 def _pixel_offsets(size: int) -> tuple[np.ndarray, np.ndarray]:
     c = (size - 1) / 2.0
     t = np.arange(size) - c
@@ -157,18 +172,11 @@ def disks(n: int | None = None, *, size: int = 64, r_min: float = 0.0, r_max: fl
     seed : seeds the radius and Monte Carlo draws (same seed, same images).
     """
     size = _check_size(size)
-    if not (math.isfinite(float(sigma)) and sigma >= 0):
-        raise ValueError(f"sigma must be finite and >= 0, got {sigma!r}")
+    _check_sigma(sigma)
     if method not in ("exact", "monte_carlo"):
         raise ValueError(f"method must be 'exact' or 'monte_carlo', got {method!r}")
     rng = np.random.default_rng(seed)
-    if radii is not None:
-        r = _given(radii, n, "radii")
-    else:
-        if n is None:
-            raise ValueError("give either n (random radii) or radii")
-        lo, hi = _check_range(r_min, r_max, size)
-        r = sample_radii(n, lo, hi, hole, rng=rng)
+    r = _sizes(n, radii, "radii", r_min, r_max, hole, size, rng, "radius")
     dr, dc = _pixel_offsets(size)
     dist = np.hypot(dr, dc)
     uniq, inverse = np.unique(np.round(dist, 9), return_inverse=True)
@@ -188,16 +196,8 @@ def squares(n: int | None = None, *, size: int = 64, r_min: float = 0.0, r_max: 
     """Centred axis-aligned squares of half side ``r``, blurred exactly:
     ``x(t) = [Phi((r - t_1)/sigma) - Phi((-r - t_1)/sigma)] [same for t_2]``."""
     size = _check_size(size)
-    if not (math.isfinite(float(sigma)) and sigma >= 0):
-        raise ValueError(f"sigma must be finite and >= 0, got {sigma!r}")
-    rng = np.random.default_rng(seed)
-    if half_sides is not None:
-        r = _given(half_sides, n, "half_sides")
-    else:
-        if n is None:
-            raise ValueError("give either n (random sizes) or half_sides")
-        lo, hi = _check_range(r_min, r_max, size, "half side")
-        r = sample_radii(n, lo, hi, hole, rng=rng)
+    _check_sigma(sigma)
+    r = _sizes(n, half_sides, "half_sides", r_min, r_max, hole, size, np.random.default_rng(seed), "half side")
     t = np.arange(size) - (size - 1) / 2.0
     if sigma == 0:
         one = (np.abs(t)[None, :] < r[:, None]).astype(float)
@@ -216,8 +216,7 @@ def ellipses(n: int, *, size: int = 64, r_min: float = 1.0, r_max: float | None 
     blurred with a discrete Gaussian of standard deviation ``sigma`` pixels."""
     size = _check_size(size)
     lo, hi = _check_range(r_min, r_max, size, "semi-axis")
-    if not (math.isfinite(float(sigma)) and sigma >= 0):
-        raise ValueError(f"sigma must be finite and >= 0, got {sigma!r}")
+    _check_sigma(sigma)
     if supersample < 1:
         raise ValueError(f"supersample must be >= 1, got {supersample}")
     rng = np.random.default_rng(seed)
