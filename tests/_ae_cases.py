@@ -49,17 +49,3 @@ def pca_ae(u: torch.Tensor) -> TinyAE:
         enc.weight.copy_(u.T)
         dec.weight.copy_(u)
     return TinyAE(enc, dec)
-
-
-def one_thread():
-    """Generator for an autouse fixture: torch on one intra-op thread during a test.
-
-    The constructed models are tiny; on a shared 2-core machine a 2-thread OpenMP pool
-    spin-waits and made these tests ~5-10x slower (measured), with identical results.
-    """
-    prev = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(prev)

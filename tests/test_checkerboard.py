@@ -17,9 +17,6 @@ from aeprobe.probes.checkerboard import (alias_energy, alias_stats, checkerboard
 from aeprobe.train import train
 
 
-pytestmark = pytest.mark.usefixtures("one_thread")
-
-
 def _ones_upsampler(kind: str, k: int) -> torch.nn.Module:
     m = make_upsample(kind, 1, 1, 2, k, bias=False)
     for p in m.parameters():

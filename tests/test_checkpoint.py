@@ -15,9 +15,6 @@ from torch import nn
 from aeprobe.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 
 
-pytestmark = pytest.mark.usefixtures("one_thread")
-
-
 class TinyAE(nn.Module):
     def __init__(self, n: int = 6, d: int = 2):
         super().__init__()

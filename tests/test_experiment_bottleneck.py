@@ -1,31 +1,18 @@
 """End-to-end smoke run of experiments/bottleneck.py: files, keys and internal consistency."""
 from __future__ import annotations
 
-import importlib.util
-import json
-import sys
-from pathlib import Path
 
 import pytest
 import torch
 from torch import nn
 
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def _load_experiment():
-    spec = importlib.util.spec_from_file_location("experiments_bottleneck", ROOT / "experiments" / "bottleneck.py")
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = mod  # dataclasses need the module registered
-    spec.loader.exec_module(mod)
-    return mod
+from _experiments import load_experiment, run_smoke
 
 
 @pytest.fixture(scope="module")
 def smoke(tmp_path_factory):
     out = tmp_path_factory.mktemp("bottleneck")
-    _load_experiment().main(["--smoke", "--out", str(out), "--no-progress"])
-    return out, json.loads((out / "results.json").read_text())
+    return run_smoke("bottleneck", out)
 
 
 def test_smoke_writes_results_report_and_figures(smoke):
@@ -74,7 +61,7 @@ def test_smoke_statistics_follow_table_1(smoke):
 
 
 def test_bad_data_spec_is_rejected(tmp_path):
-    mod = _load_experiment()
+    mod = load_experiment("bottleneck")
     with pytest.raises(ValueError, match="unknown --data"):
         mod.main(["--smoke", "--out", str(tmp_path), "--data", "nope", "--no-progress"])
     with pytest.raises(ValueError, match="folder:PATH"):  # CelebA / STL-10 go through an image folder
@@ -106,7 +93,7 @@ class _Offset(nn.Module):
 
 
 def test_brightness_share_of_constant_and_zero_mean_errors():
-    mod = _load_experiment()
+    mod = load_experiment("bottleneck")
     x = torch.rand(6, 1, 4, 4)
     # error = constant per image: all of it is brightness error
     assert mod.brightness_share(_Offset(0.3), x) == pytest.approx(1.0, abs=1e-12)
@@ -118,7 +105,7 @@ def test_brightness_share_of_constant_and_zero_mean_errors():
 
 
 def test_blend_deviation_is_zero_for_a_linear_decoder_and_positive_otherwise():
-    mod = _load_experiment()
+    mod = load_experiment("bottleneck")
     x = torch.rand(8, 1, 4, 4)
     assert mod.blend_deviation(_Offset(0.2), x, pairs=4) == pytest.approx(0.0, abs=1e-10)
 
@@ -130,7 +117,7 @@ def test_blend_deviation_is_zero_for_a_linear_decoder_and_positive_otherwise():
 
 
 def _rows(medians, p):
-    mod = _load_experiment()
+    mod = load_experiment("bottleneck")
     runs = [dict(area=a, v=m + 1e-3 * k) for a, m in zip("SML", medians) for k in range(4)]
     rows = mod.ranksum_table(runs, "area", ["S", "M", "L"], "v")
     for r in rows:

@@ -7,25 +7,14 @@ to the rank-1 optimum the Airy profile describes.
 """
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def _load(name: str):
-    spec = importlib.util.spec_from_file_location(f"experiments_{name}", ROOT / "experiments" / f"{name}.py")
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = mod  # dataclasses need the module registered
-    spec.loader.exec_module(mod)
-    return mod
+from _experiments import load_experiment, run_smoke
 
 
 DISK_KEYS = ["airy_correlation", "profile_rel_l2", "rank1_energy", "homogeneity_max_rel_error_biasfree",
@@ -35,8 +24,7 @@ DISK_KEYS = ["airy_correlation", "profile_rel_l2", "rank1_energy", "homogeneity_
 @pytest.fixture(scope="module")
 def disks_smoke(tmp_path_factory):
     out = tmp_path_factory.mktemp("disks")
-    _load("disks").main(["--smoke", "--out", str(out), "--no-progress"])
-    return out, json.loads((out / "results.json").read_text())
+    return run_smoke("disks", out)
 
 
 def test_disks_smoke_files_and_keys(disks_smoke):
@@ -74,7 +62,7 @@ def test_disks_smoke_homogeneity_contrast(disks_smoke):
 
 
 def test_position_smoke_files_and_keys(tmp_path):
-    res = _load("position").main(["--smoke", "--out", str(tmp_path), "--no-progress"])
+    res = load_experiment("position").main(["--smoke", "--out", str(tmp_path), "--no-progress"])
     saved = json.loads((tmp_path / "results.json").read_text())
     assert len(saved["filter_cosine"]) == 6 and len(saved["filter_cosine_linear"]) == 6
     assert all(0.0 <= c <= 1.0 + 1e-9 for c in saved["filter_cosine"] + saved["filter_cosine_linear"])
@@ -105,14 +93,9 @@ def test_short_training_reaches_the_rank1_optimum_and_the_airy_profile():
 
     b = disks(600, size=64, r_min=0.5, r_max=32.0, seed=11)
     R = float(b.params["radius"].max())
-    prev = torch.get_num_threads()
-    torch.set_num_threads(1)  # a small conv net: one thread is faster than two on a shared 2-core machine
-    try:
-        torch.manual_seed(0)
-        model = DiskAE(bias=False, code_size=1, size=64)
-        res = train(model, b.images, epochs=20, batch_size=25, lr=1e-3, seed=0, progress=False, channels_last=True)
-    finally:
-        torch.set_num_threads(prev)
+    torch.manual_seed(0)
+    model = DiskAE(bias=False, code_size=1, size=64)
+    res = train(model, b.images, epochs=20, batch_size=25, lr=1e-3, seed=0, progress=False, channels_last=True)
     model = model.to(memory_format=torch.contiguous_format).eval()
     radii = np.linspace(0.5, 32.0, 32)
     sep = separable_profile(model, disks(radii=radii, size=64).images, radii)

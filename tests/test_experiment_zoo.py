@@ -2,31 +2,18 @@
 from __future__ import annotations
 
 import csv
-import importlib.util
-import json
-import sys
-from pathlib import Path
 
 import pytest
 
 from aeprobe.models.zoo import KINDS, SAMPLERS
 
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def _load_experiment():
-    spec = importlib.util.spec_from_file_location("experiments_zoo", ROOT / "experiments" / "zoo.py")
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = mod  # dataclasses need the module registered
-    spec.loader.exec_module(mod)
-    return mod
+from _experiments import load_experiment, run_smoke
 
 
 @pytest.fixture(scope="module")
 def smoke(tmp_path_factory):
     out = tmp_path_factory.mktemp("zoo")
-    _load_experiment().main(["--smoke", "--out", str(out), "--no-progress"])
-    return out, json.loads((out / "results.json").read_text())
+    return run_smoke("zoo", out)
 
 
 def test_smoke_writes_results_table_report_and_figures(smoke):

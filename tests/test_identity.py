@@ -11,9 +11,7 @@ from torch import nn
 
 from aeprobe.probes.identity import (identity_tests, jacobian_identity_distance, shuffle_pixels,
                                      uniform_noise_like)
-from _ae_cases import TinyAE, identity_ae, pca_ae, subspace_data, one_thread
-
-_one_thread = pytest.fixture(autouse=True)(one_thread)
+from _ae_cases import TinyAE, identity_ae, pca_ae, subspace_data
 
 
 def _images(n=60, size=8, seed=0):

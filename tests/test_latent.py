@@ -9,9 +9,7 @@ from torch import nn
 
 from aeprobe.plots.bottleneck import interpolation_grid, iteration_grid
 from aeprobe.probes.latent import interpolate, iterate, iteration_drift, iteration_steps
-from _ae_cases import TinyAE, identity_ae, one_thread
-
-_one_thread = pytest.fixture(autouse=True)(one_thread)
+from _ae_cases import TinyAE, identity_ae
 
 
 class ScaleAE(nn.Module):

@@ -11,9 +11,7 @@ from torch import nn
 
 from aeprobe.probes.anomaly import auroc_from_scores, clipped_errors, outlier_auroc
 from aeprobe.probes.linear import linear_probe, seen_unseen_probe
-from _ae_cases import TinyAE, identity_ae, pca_ae, subspace_data, one_thread
-
-_one_thread = pytest.fixture(autouse=True)(one_thread)
+from _ae_cases import TinyAE, identity_ae, pca_ae, subspace_data
 
 
 def _blobs(n=200, d=6, sep=4.0, seed=0):

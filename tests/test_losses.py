@@ -17,9 +17,6 @@ from aeprobe.state import assert_unchanged, snapshot
 from aeprobe.train import train
 
 
-pytestmark = pytest.mark.usefixtures("one_thread")
-
-
 def feature_arch() -> nn.Module:
     return nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.Conv2d(4, 6, 3, stride=2, padding=1),
                          nn.BatchNorm2d(6), nn.ReLU())

@@ -14,8 +14,6 @@ from aeprobe.models.manakov import bottleneck_shape
 from theory.homogeneity import check_homogeneity
 from theory.position import FILTER, encode as theory_encode
 
-pytestmark = pytest.mark.usefixtures("one_thread")
-
 
 def _convs(m: nn.Module, cls=nn.Conv2d):
     return [c for c in m.modules() if isinstance(c, cls)]

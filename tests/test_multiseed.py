@@ -12,9 +12,6 @@ from aeprobe.regularizers import psi3
 from aeprobe.train import train
 
 
-pytestmark = pytest.mark.usefixtures("one_thread")
-
-
 class ConvAE(nn.Module):
     def __init__(self, norm: nn.Module | None = None):
         super().__init__()

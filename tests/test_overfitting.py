@@ -6,9 +6,8 @@ import torch
 from torch import nn
 
 from aeprobe.probes.overfitting import fresh_decoder_model, overfitting_split
-from _ae_cases import TinyAE, one_thread
+from _ae_cases import TinyAE
 
-_one_thread = pytest.fixture(autouse=True)(one_thread)
 
 D = 8
 # fresh-decoder training used throughout: a d x d linear map is learnt to ~1e-4 MSE by this

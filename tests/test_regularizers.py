@@ -11,9 +11,6 @@ from aeprobe.regularizers import psi1, psi1_value, psi2, psi3, random_neighbours
 from aeprobe.train import train
 
 
-pytestmark = pytest.mark.usefixtures("one_thread")
-
-
 class ConvAE(nn.Module):
     def __init__(self):
         super().__init__()

@@ -11,9 +11,6 @@ from aeprobe.schedules import progressive_resize, resize_images
 from aeprobe.train import mse_loss
 
 
-pytestmark = pytest.mark.usefixtures("one_thread")
-
-
 def test_resize_images_area_is_block_mean_and_same_size_is_identity():
     x = torch.rand(3, 2, 8, 8)
     small = resize_images(x, 4)

@@ -11,9 +11,6 @@ from aeprobe.regularizers import psi1
 from aeprobe.train import TrainResult, history_path, mse_loss, train
 
 
-pytestmark = pytest.mark.usefixtures("one_thread")
-
-
 class ConvAE(nn.Module):
     """A 16x16 miniature of the Newson disk AE (stride-2 convs, upsample + conv decoder)."""
 

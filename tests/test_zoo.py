@@ -17,9 +17,6 @@ from aeprobe.models.zoo import (KINDS, SAMPLERS, VAE, VQVAE, DenoisingAE, Sparse
 from aeprobe.train import train
 
 
-pytestmark = pytest.mark.usefixtures("one_thread")
-
-
 @pytest.fixture(scope="module")
 def x_digits():
     x, _ = digits()
