@@ -4,23 +4,16 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from aeprobe.models import AutoEncoder
 
-class TinyAE(nn.Module):
+
+class TinyAE(AutoEncoder):
     """``decode(encode(x))`` from any encoder/decoder modules (the package's AE contract)."""
 
     def __init__(self, encoder: nn.Module, decoder: nn.Module):
         super().__init__()
         self.encoder = encoder
         self.decoder = decoder
-
-    def encode(self, x):
-        return self.encoder(x)
-
-    def decode(self, z):
-        return self.decoder(z)
-
-    def forward(self, x):
-        return self.decode(self.encode(x))
 
 
 def identity_ae() -> TinyAE:

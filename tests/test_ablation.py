@@ -8,10 +8,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from aeprobe.ablation import bias_parameters, freeze, remove_biases, replace_weights, strip_biases, zero_weights
+from aeprobe.models import AutoEncoder
 from aeprobe.state import assert_unchanged, bits_equal, snapshot
 
 
-class ConvAE(nn.Module):
+class ConvAE(AutoEncoder):
     """Newson-style conv AE: strided convs + leaky ReLU, 1-D code, upsampling decoder."""
 
     def __init__(self, bias: bool = True):
@@ -25,15 +26,6 @@ class ConvAE(nn.Module):
             nn.Linear(1, 4 * 4 * 4, bias=bias), nn.LeakyReLU(a), nn.Unflatten(1, (4, 4, 4)),
             nn.ConvTranspose2d(4, 4, 4, 2, 1, bias=bias), nn.LeakyReLU(a), nn.ConvTranspose2d(4, 1, 4, 2, 1, bias=bias),
         )
-
-    def encode(self, x):
-        return self.encoder(x)
-
-    def decode(self, z):
-        return self.decoder(z)
-
-    def forward(self, x):
-        return self.decode(self.encode(x))
 
 
 @pytest.fixture

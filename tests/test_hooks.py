@@ -13,6 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from aeprobe._modules import get_module, leaf_names, resolve_modules
+from aeprobe.models import AutoEncoder
 from aeprobe.hooks import (
     Fold,
     Inputs,
@@ -28,20 +29,11 @@ from aeprobe.hooks import (
 )
 
 
-class TinyAE(nn.Module):
+class TinyAE(AutoEncoder):
     def __init__(self):
         super().__init__()
         self.encoder = nn.Sequential(nn.Conv2d(1, 3, 3, 2, 1), nn.ReLU(), nn.Flatten(), nn.Linear(3 * 16, 2))
         self.decoder = nn.Sequential(nn.Linear(2, 3 * 16), nn.Unflatten(1, (3, 4, 4)), nn.ConvTranspose2d(3, 1, 4, 2, 1))
-
-    def encode(self, x):
-        return self.encoder(x)
-
-    def decode(self, z):
-        return self.decoder(z)
-
-    def forward(self, x):
-        return self.decode(self.encode(x))
 
 
 @pytest.fixture

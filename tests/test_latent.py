@@ -7,12 +7,13 @@ import torch
 from hypothesis import given, settings, strategies as st
 from torch import nn
 
+from aeprobe.models import AutoEncoder
 from aeprobe.plots.bottleneck import interpolation_grid, iteration_grid
 from aeprobe.probes.latent import interpolate, iterate, iteration_drift, iteration_steps
 from _ae_cases import TinyAE, identity_ae
 
 
-class ScaleAE(nn.Module):
+class ScaleAE(AutoEncoder):
     """f(x) = s * x through a 1-channel conv code (linear encoder and decoder)."""
 
     def __init__(self, s: float):
@@ -22,15 +23,6 @@ class ScaleAE(nn.Module):
         with torch.no_grad():
             self.encoder.weight.copy_(torch.tensor([1.0, 0.0]).view(2, 1, 1, 1))
             self.decoder.weight.copy_(torch.tensor([s, 0.0]).view(1, 2, 1, 1))
-
-    def encode(self, x):
-        return self.encoder(x)
-
-    def decode(self, z):
-        return self.decoder(z)
-
-    def forward(self, x):
-        return self.decode(self.encode(x))
 
 
 @settings(max_examples=15)

@@ -22,12 +22,13 @@ from typing import Sequence
 import torch
 from torch import nn
 
+from aeprobe.models._base import AutoEncoder
 from aeprobe.models.upsample import UPSAMPLE_KINDS, make_upsample
 
 __all__ = ["ConvAE"]
 
 
-class ConvAE(nn.Module):
+class ConvAE(AutoEncoder):
     """Fully-convolutional AE with a configurable decoder upsampling (see module docstring)."""
 
     def __init__(self, in_channels: int = 1, channels: Sequence[int] = (16, 32), latent_channels: int = 4, *,
@@ -92,9 +93,6 @@ class ConvAE(nn.Module):
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         return self.decoder(self._check_code(z))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.decode(self.encode(x))
 
     def code_shape(self, height: int, width: int | None = None) -> tuple[int, int, int]:
         """Code shape ``(latent_channels, h, w)`` for inputs of size ``height x width``."""

@@ -65,6 +65,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from aeprobe.models._base import AutoEncoder
+
 __all__ = [
     "KINDS", "SAMPLERS", "ZooAE", "DenseAE", "SparseAE", "DenoisingAE", "VAE", "VQVAE", "build",
     "bce_sum", "zoo_loss_fn", "greedy_pretrain", "hidden_widths",
@@ -111,7 +113,7 @@ def zoo_loss_fn(model: nn.Module, xb: torch.Tensor, yb: torch.Tensor):
 # ----------------------------------------------------------------------------- base
 
 
-class ZooAE(nn.Module):
+class ZooAE(AutoEncoder):
     """Dense AE backbone shared by the zoo (see module docstring).
 
     ``encoder = Sequential(Flatten, block_1, ..., block_{L-1}, Linear -> code[, Sigmoid])``;
@@ -198,9 +200,6 @@ class ZooAE(nn.Module):
     def decode_logits(self, z: torch.Tensor) -> torch.Tensor:
         """Pre-sigmoid decoder output, shaped like the input (``decode = sigmoid(decode_logits)``)."""
         return self.decoder[:-2](self._check_code(z)).reshape(z.shape[0], *self.input_shape)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.decode(self.encode(x))
 
     def loss(self, x: torch.Tensor, y: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, float]]:
         """Summed-per-image BCE of the reconstruction of ``x`` against ``y`` (default ``x``)."""
