@@ -44,6 +44,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from aeprobe.device import torch_threads  # noqa: E402
 from aeprobe.reporting import MarkdownReport, to_jsonable, write_json  # noqa: E402
 
 AREAS = ("S", "M", "L")
@@ -393,12 +394,8 @@ def main(argv: list[str] | None = None) -> dict:
     cfg = make_config(args)
     # one intra-op thread by default: on a shared machine torch's OpenMP pool spin-waits and a
     # 2-thread run of these small CAEs was measured 4-14x slower than a 1-thread run
-    prev_threads = torch.get_num_threads()
-    torch.set_num_threads(args.threads)
-    try:
+    with torch_threads(args.threads):
         return _run(cfg, args.out)
-    finally:
-        torch.set_num_threads(prev_threads)
 
 
 def run_cell(cfg: Config, area: str, comp: Fraction, seed: int, data: dict, out: Path) -> tuple[dict, Any]:

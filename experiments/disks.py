@@ -43,6 +43,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from aeprobe.data import disks  # noqa: E402
+from aeprobe.device import choose_threads, torch_threads  # noqa: E402
 from aeprobe.models import DiskAE  # noqa: E402
 from aeprobe.plots import disks as P  # noqa: E402
 from aeprobe.plots.common import line_plot  # noqa: E402
@@ -111,22 +112,6 @@ def make_config(args: argparse.Namespace) -> Config:
     if args.no_progress:
         cfg = replace(cfg, progress=False)
     return cfg
-
-
-def choose_threads(requested: int | None) -> int:
-    """Torch CPU threads: ``requested``, else 1 when other processes already keep a core busy, else up to 2.
-
-    Measured on the 2-core machine: with another process using one core, 2 threads train the
-    disk AE at ~430 img/s and 1 thread at ~2300 img/s (oversubscription); on an idle machine 2
-    threads give ~4000 img/s.
-    """
-    if requested is not None:
-        n = max(1, int(requested))
-    else:
-        cpus = os.cpu_count() or 1
-        n = 1 if (cpus <= 2 and os.getloadavg()[0] >= 1.0) else min(2, cpus)
-    torch.set_num_threads(n)
-    return n
 
 
 # ----------------------------------------------------------------------------- data and training
@@ -663,21 +648,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> dict:
     """Run the experiment (CLI arguments in ``argv``); restores torch's thread count afterwards."""
-    prev = torch.get_num_threads()
-    try:
-        return _main(argv)
-    finally:
-        torch.set_num_threads(prev)
-
-
-def _main(argv=None) -> dict:
     args = build_parser().parse_args(argv)
+    with torch_threads(choose_threads(args.threads)) as threads:
+        return _main(args, threads)
+
+
+def _main(args: argparse.Namespace, threads: int) -> dict:
     cfg = make_config(args)
     out = args.out
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     load0 = [round(v, 2) for v in os.getloadavg()]
-    threads = choose_threads(args.threads)
     res: dict[str, Any] = dict(mode=cfg.mode, seed=cfg.seed, data_seed=cfg.data_seed, threads=threads,
                                load_average_start=load0)
     res["data"] = dict(n_train=cfg.n_train, r_min=cfg.r_min, r_max=cfg.r_max, size=cfg.size, sigma=cfg.sigma)

@@ -40,6 +40,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from aeprobe.data import one_hots, triangular_diracs  # noqa: E402
+from aeprobe.device import choose_threads, torch_threads  # noqa: E402
 from aeprobe.models import PositionAE, PositionDecoder, PositionEncoder  # noqa: E402
 from aeprobe.plots import position as PP  # noqa: E402
 from aeprobe.plots.common import line_plot  # noqa: E402
@@ -112,14 +113,12 @@ def decoding_summary(rep) -> dict:
 
 def main(argv=None) -> dict:
     """Run the experiment (CLI arguments in ``argv``); restores torch's thread count afterwards."""
-    prev = torch.get_num_threads()
-    try:
-        return _main(argv)
-    finally:
-        torch.set_num_threads(prev)
+    args = build_parser().parse_args(argv)
+    with torch_threads(choose_threads(args.threads)):
+        return _main(args)
 
 
-def _main(argv=None) -> dict:
+def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     mode = p.add_mutually_exclusive_group()
     mode.add_argument("--quick", action="store_true", help="CPU scale, under a minute (default)")
@@ -130,16 +129,15 @@ def _main(argv=None) -> dict:
     p.add_argument("--device", default=None)
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: 1 if busy, else 2)")
-    args = p.parse_args(argv)
+    return p
+
+
+def _main(args: argparse.Namespace) -> dict:
     cfg = make_config(args)
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     load0 = [round(v, 2) for v in os.getloadavg()]
-    if args.threads is not None:
-        torch.set_num_threads(max(1, args.threads))
-    elif (os.cpu_count() or 1) <= 2 and load0[0] >= 1.0:
-        torch.set_num_threads(1)  # see experiments/disks.py choose_threads: oversubscription costs ~5x
 
     L, n = cfg.L, 2**cfg.L
     a_train = np.random.default_rng(cfg.data_seed).uniform(0, n - 1, cfg.n_train)

@@ -48,6 +48,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from aeprobe.device import torch_threads  # noqa: E402
 from aeprobe.reporting import MarkdownReport, to_jsonable, write_json  # noqa: E402
 
 # (label, upsample kind, kernel size) of the upsampling comparison
@@ -437,12 +438,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> dict:
     args = build_parser().parse_args(argv)
     cfg = make_config(args)
-    prev = torch.get_num_threads()
-    torch.set_num_threads(max(1, args.threads))
-    try:
+    with torch_threads(args.threads):
         return run(cfg, args.out)
-    finally:
-        torch.set_num_threads(prev)
 
 
 def run(cfg: Config, out: Path) -> dict:
