@@ -63,6 +63,19 @@ def _subtree(model: nn.Module, names) -> list[tuple[str, nn.Module]]:
     return out
 
 
+@contextmanager
+def _zeroed(model: nn.Module, params: dict[str, nn.Parameter], restore_buffers: bool) -> Iterator[None]:
+    """Zero the named parameters of ``model`` for the block; the guard restores everything on exit."""
+    guard = ModelGuard(model, buffers=restore_buffers, params=list(params))
+    try:
+        with torch.no_grad():
+            for p in params.values():
+                p.zero_()
+        yield
+    finally:
+        guard.restore()
+
+
 def bias_parameters(model: nn.Module, names=None) -> dict[str, nn.Parameter]:
     """``{parameter name: bias}`` for every module at or below ``names`` (all when None) owning a bias."""
     out = {}
@@ -91,14 +104,8 @@ def remove_biases(model: nn.Module, names=None, *, restore_buffers: bool = True)
     if not biases:
         where = "the model" if names is None else f"{names!r}"
         raise ValueError(f"no bias parameters found in {where} (already bias-free?)")
-    guard = ModelGuard(model, buffers=restore_buffers, params=list(biases))
-    try:
-        with torch.no_grad():
-            for b in biases.values():
-                b.zero_()
+    with _zeroed(model, biases, restore_buffers):
         yield biases
-    finally:
-        guard.restore()
 
 
 def strip_biases(model: nn.Module, names=None, *, inplace: bool = False, allow_unknown: bool = False) -> nn.Module:
@@ -149,14 +156,8 @@ def zero_weights(model: nn.Module, names, *, restore_buffers: bool = True) -> It
             y = model(x)
     """
     targets = dict(_weight_of(model, n) for n in resolve_modules(model, names))
-    guard = ModelGuard(model, buffers=restore_buffers, params=list(targets))
-    try:
-        with torch.no_grad():
-            for w in targets.values():
-                w.zero_()
+    with _zeroed(model, targets, restore_buffers):
         yield targets
-    finally:
-        guard.restore()
 
 
 @contextmanager
