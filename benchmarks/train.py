@@ -28,6 +28,7 @@ import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
 from aeprobe.data import disks  # noqa: E402
+from aeprobe.device import torch_threads  # noqa: E402
 from aeprobe.models import DiskAE, PositionAE  # noqa: E402
 from aeprobe.multiseed import train_many  # noqa: E402
 from aeprobe.train import train  # noqa: E402
@@ -150,11 +151,8 @@ def section_layout(x, epochs, reps, quick):
 
     nthreads = torch.get_num_threads()
     if nthreads > 1:
-        torch.set_num_threads(1)
-        try:
+        with torch_threads(1):
             (t_one,) = best_of(reps, run(True))
-        finally:
-            torch.set_num_threads(nthreads)
         line(f"channels_last, 1 thread images/s (vs {nthreads} threads above)", f"{imgs / t_one:8.0f}")
         line(f"speed ratio {nthreads} threads / 1 thread (< 1 means the cores are busy)", f"{t_one / t_cl:8.2f}")
 
