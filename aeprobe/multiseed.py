@@ -27,7 +27,8 @@ import torch
 from torch import nn
 
 from aeprobe.device import resolve_device
-from aeprobe.train import _check_tensor, _split_loss, mse_loss
+from aeprobe.train import split_loss, mse_loss
+from aeprobe.utils import check_tensor
 
 
 @dataclass
@@ -52,7 +53,7 @@ class _Objective(nn.Module):
         self.regularizer = regularizer
 
     def forward(self, xb, yb):
-        loss, extras = _split_loss(self.loss_fn(self.model, xb, yb), "loss_fn")
+        loss, extras = split_loss(self.loss_fn(self.model, xb, yb), "loss_fn")
         reg = self.regularizer(self.model, xb).reshape(()) if self.regularizer is not None else torch.zeros((), device=xb.device)
         extras = {k: torch.as_tensor(v, dtype=loss.dtype, device=loss.device) for k, v in extras.items()}
         return loss + reg, loss, reg, extras
@@ -159,12 +160,12 @@ def train_many(
     for m in models:
         m.train()
         _check_vmappable(m)
-    x = _check_tensor("x", x)
+    x = check_tensor("x", x)
     n = x.shape[0]
-    y = None if y is None else _check_tensor("y", y, n=n)
+    y = None if y is None else check_tensor("y", y, n=n)
     if x_val is not None:
-        x_val = _check_tensor("x_val", x_val)
-        y_val = None if y_val is None else _check_tensor("y_val", y_val, n=x_val.shape[0])
+        x_val = check_tensor("x_val", x_val)
+        y_val = None if y_val is None else check_tensor("y_val", y_val, n=x_val.shape[0])
     elif y_val is not None:
         raise ValueError("y_val given without x_val")
     loss_fn = mse_loss if loss_fn is None else loss_fn

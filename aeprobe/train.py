@@ -31,6 +31,7 @@ from torch import nn
 
 from aeprobe.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from aeprobe.device import resolve_device
+from aeprobe.utils import check_tensor
 
 LossFn = Callable[[nn.Module, torch.Tensor, torch.Tensor], Any]
 Regularizer = Callable[[nn.Module, torch.Tensor], torch.Tensor]
@@ -78,19 +79,8 @@ def history_path(checkpoint: str | os.PathLike) -> Path:
     return p.with_name(p.stem + ".history.json")
 
 
-def _check_tensor(name: str, t: Any, *, n: int | None = None) -> torch.Tensor:
-    if not isinstance(t, torch.Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
-    if t.ndim < 1 or t.shape[0] == 0:
-        raise ValueError(f"{name} must have a non-empty leading (sample) dimension, got shape {tuple(t.shape)}")
-    if n is not None and t.shape[0] != n:
-        raise ValueError(f"{name} has {t.shape[0]} samples but the matching inputs have {n}")
-    if t.is_floating_point() and not bool(torch.isfinite(t).all()):
-        raise ValueError(f"{name} contains NaN or inf values")
-    return t
-
-
-def _split_loss(out: Any, where: str) -> tuple[torch.Tensor, dict[str, Any]]:
+def split_loss(out: Any, where: str) -> tuple[torch.Tensor, dict[str, Any]]:
+    """Split what a ``loss_fn`` returned into ``(scalar loss, {name: extra})``; errors name ``where``."""
     extras: Mapping[str, Any] = {}
     if isinstance(out, tuple):
         if len(out) != 2 or not isinstance(out[1], Mapping):
@@ -170,16 +160,16 @@ def train(
         raise ValueError(f"checkpoint_every must be >= 1, got {checkpoint_every}")
     if not (isinstance(lr, (int, float)) and math.isfinite(lr) and lr > 0):
         raise ValueError(f"lr must be a positive finite number, got {lr!r}")
-    x = _check_tensor("x", x)
+    x = check_tensor("x", x)
     n = x.shape[0]
-    y = x if y is None else _check_tensor("y", y, n=n)
+    y = x if y is None else check_tensor("y", y, n=n)
     if y_val is not None and x_val is None:
         raise ValueError("y_val given without x_val")
     if x_val is not None:
-        x_val = _check_tensor("x_val", x_val)
+        x_val = check_tensor("x_val", x_val)
         if x_val.shape[1:] != x.shape[1:]:
             raise ValueError(f"x_val samples have shape {tuple(x_val.shape[1:])}, x samples {tuple(x.shape[1:])}")
-        y_val = x_val if y_val is None else _check_tensor("y_val", y_val, n=x_val.shape[0])
+        y_val = x_val if y_val is None else check_tensor("y_val", y_val, n=x_val.shape[0])
     loss_fn = mse_loss if loss_fn is None else loss_fn
 
     dev = resolve_device(device)
@@ -301,7 +291,7 @@ def _loop(
                 yb = y.index_select(0, idx)
                 if channels_last and yb.ndim == 4:
                     yb = yb.contiguous(memory_format=torch.channels_last)
-            loss, extras = _split_loss(loss_fn(model, xb, yb), "loss_fn")
+            loss, extras = split_loss(loss_fn(model, xb, yb), "loss_fn")
             total = loss
             if regularizer is not None:
                 reg = regularizer(model, xb)
@@ -376,7 +366,7 @@ def _evaluate(model, x_val, y_val, loss_fn, batch_size) -> dict[str, float]:
         for start in range(0, m, batch_size):
             xb = x_val[start:start + batch_size]
             yb = xb if y_val is x_val else y_val[start:start + batch_size]
-            loss, extras = _split_loss(loss_fn(model, xb, yb), "loss_fn")
+            loss, extras = split_loss(loss_fn(model, xb, yb), "loss_fn")
             _accumulate(sums, "val_loss", loss, len(xb))
             for k, v in extras.items():
                 _accumulate(sums, f"val_{k}", v, len(xb))
