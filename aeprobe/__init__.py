@@ -11,6 +11,9 @@ __version__ = "0.1.0"
 
 # public name -> submodule that defines it
 _LAZY = {
+    # the view: how to read any autoencoder (every probe goes through it)
+    "autoencoder": "aeprobe.view",
+    "Autoencoder": "aeprobe.view",
     # probe core (hooks, ablation, weights, attribution)
     "capture": "aeprobe.hooks",
     "stream": "aeprobe.hooks",
