@@ -1,7 +1,8 @@
 """Device selection: CUDA when present, CPU otherwise; every entry point takes ``device=``.
 
 Also the CPU thread count of experiment scripts: :func:`choose_threads` decides it,
-:func:`torch_threads` sets it for a block and restores the previous value.
+:func:`torch_threads` sets it for a block and restores the previous value; :func:`load_average`
+is ``os.getloadavg()`` where the platform has one (Unix) and ``None`` elsewhere (Windows).
 """
 from __future__ import annotations
 
@@ -25,9 +26,22 @@ def resolve_device(device: str | torch.device | None = None) -> torch.device:
     return dev
 
 
+def load_average() -> tuple[float, float, float] | None:
+    """The 1, 5 and 15-minute load averages (``os.getloadavg()``), or ``None`` where the platform
+    has none (``os.getloadavg`` is Unix-only) or cannot tell."""
+    getloadavg = getattr(os, "getloadavg", None)
+    if getloadavg is None:
+        return None
+    try:
+        return tuple(float(v) for v in getloadavg())
+    except OSError:
+        return None
+
+
 def choose_threads(requested: int | None = None) -> int:
     """Torch CPU threads: ``requested`` (at least 1), else 1 when other processes already keep a
-    core busy on a machine of at most 2 cores, else up to 2.
+    core busy on a machine of at most 2 cores, else up to 2 (also when the load is unknown,
+    see :func:`load_average`).
 
     Measured on the 2-core machine: with another process using one core, 2 threads train the
     Newson disk AE at ~430 img/s and 1 thread at ~2300 img/s (oversubscription); on an idle
@@ -36,7 +50,8 @@ def choose_threads(requested: int | None = None) -> int:
     if requested is not None:
         return max(1, int(requested))
     cpus = os.cpu_count() or 1
-    return 1 if (cpus <= 2 and os.getloadavg()[0] >= 1.0) else min(2, cpus)
+    load = load_average()
+    return 1 if (cpus <= 2 and load is not None and load[0] >= 1.0) else min(2, cpus)
 
 
 @contextlib.contextmanager

@@ -15,7 +15,11 @@ with decreasing weights deeper in the net to work best for autoencoders.
 The activations ``phi_l`` are read with :func:`aeprobe.hooks.capture` (any module names of
 the feature net; the net's own output is not needed). The target pass runs without
 gradient; the reconstruction pass keeps the graph so the loss trains the autoencoder, never
-the feature net (its parameters are frozen here).
+the feature net: during each pass the net is put in ``eval`` mode with ``requires_grad=False``
+on its parameters, and both are restored right after -- the network you pass is left as it was
+(modes, ``requires_grad``, device, buffers). It runs where it is: move it to the training device
+yourself (``feature_net.to(device)``, ``FeatureLoss(...).to(device)`` or ``device=``); images on
+another device raise a ``ValueError`` naming both devices.
 
 **Weights are never downloaded.** Build the feature net with
 :func:`aeprobe.pretrained.load_feature_net` (``arch_fn`` + a weights file you supply, e.g.
@@ -30,7 +34,8 @@ Use with :func:`aeprobe.train.train`::
 """
 from __future__ import annotations
 
-from typing import Callable, Sequence
+import contextlib
+from typing import Callable, Iterator, Sequence
 
 import torch
 from torch import nn
@@ -40,14 +45,29 @@ from aeprobe.pretrained import load_feature_net  # re-exported: the loader belon
 __all__ = ["FeatureLoss", "load_feature_net"]
 
 
+@contextlib.contextmanager
+def _no_param_grad(net: nn.Module) -> Iterator[None]:
+    """``requires_grad=False`` on ``net``'s parameters for the block (no graph, no ``.grad``), restored after."""
+    flags = [(p, p.requires_grad) for p in net.parameters()]
+    try:
+        for p, _ in flags:
+            p.requires_grad_(False)
+        yield
+    finally:
+        for p, flag in flags:
+            p.requires_grad_(flag)
+
+
 class FeatureLoss(nn.Module):
     """Weighted feature-space distance plus an optional pixel term (module docstring).
 
-    ``feature_net``: any ``nn.Module`` (frozen and put in ``eval`` mode here); ``layers``: module
-    names inside it (``KeyError`` with close matches for a typo); ``weights``: one per layer
-    (default 1); ``pixel_weight``: weight of the pixel MSE/L1 term (default 0);
-    ``input_transform``: applied to both images before the net (e.g. grey -> 3 channels and
-    ImageNet normalisation).
+    ``feature_net``: any ``nn.Module``, run in ``eval`` mode with frozen parameters during each
+    call and left as it was between calls (``FeatureLoss.train()``/``.eval()`` do not change its
+    modes either); ``layers``: module names inside it (``KeyError`` with close matches for a
+    typo); ``weights``: one per layer (default 1); ``pixel_weight``: weight of the pixel MSE/L1
+    term (default 0); ``input_transform``: applied to both images before the net (e.g. grey -> 3
+    channels and ImageNet normalisation); ``device``: if given, the feature net is moved there
+    once, here (this moves the module you pass, as ``feature_net.to(device)`` would).
 
     ``forward(pred, target)`` returns the scalar loss; ``terms(pred, target)`` the loss and a
     ``{name: float}`` dict per term; ``loss_fn(model, xb, yb)`` is the ``loss_fn`` for
@@ -56,7 +76,8 @@ class FeatureLoss(nn.Module):
 
     def __init__(self, feature_net: nn.Module, layers: Sequence[str], weights: Sequence[float] | None = None, *,
                  pixel_weight: float = 0.0, distance: str = "mse",
-                 input_transform: Callable[[torch.Tensor], torch.Tensor] | None = None):
+                 input_transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
+                 device: str | torch.device | None = None):
         super().__init__()
         from aeprobe._modules import resolve_modules
 
@@ -75,17 +96,21 @@ class FeatureLoss(nn.Module):
             raise ValueError(f"weights must be >= 0, got {weights} and pixel_weight={pixel_weight}")
         if distance not in ("mse", "l1"):
             raise ValueError(f"distance must be 'mse' or 'l1', got {distance!r}")
-        self.feature_net = feature_net.eval()
-        for p in self.feature_net.parameters():
-            p.requires_grad_(False)
+        if device is not None:
+            from aeprobe.device import resolve_device
+
+            feature_net.to(resolve_device(device))
+        self.feature_net = feature_net
         self.layers, self.weights = layers, weights
         self.pixel_weight, self.distance = float(pixel_weight), distance
         self.input_transform = input_transform
 
     def train(self, mode: bool = True) -> "FeatureLoss":
-        # the feature net stays in eval mode (BatchNorm/Dropout of a pretrained net must not change)
+        # the feature net keeps its own modes (it always runs in eval mode, see _features)
+        saved = [(m, m.training) for m in self.feature_net.modules()]
         super().train(mode)
-        self.feature_net.eval()
+        for m, flag in saved:
+            m.training = flag
         return self
 
     def _dist(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -96,13 +121,20 @@ class FeatureLoss(nn.Module):
 
     def _features(self, x: torch.Tensor, grad: bool) -> dict[str, torch.Tensor]:
         from aeprobe.hooks import capture
+        from aeprobe.utils import eval_mode
 
         p0 = next(self.feature_net.parameters(), None)
+        if p0 is None:
+            p0 = next(self.feature_net.buffers(), None)
         if p0 is not None and p0.device != x.device:
-            self.feature_net.to(x.device)
+            raise ValueError(
+                f"FeatureLoss: the feature net is on {p0.device} but the images are on {x.device}; move it once "
+                f"with feature_loss.to({str(x.device)!r}) (or FeatureLoss(..., device=...)): it is not moved for you"
+            )
         if self.input_transform is not None:
             x = self.input_transform(x)
-        with torch.set_grad_enabled(grad and torch.is_grad_enabled()), \
+        with torch.set_grad_enabled(grad and torch.is_grad_enabled()), eval_mode(self.feature_net), \
+                _no_param_grad(self.feature_net), \
                 capture(self.feature_net, self.layers, detach=not grad, restore_buffers=False) as acts:
             self.feature_net(x)
         missing = [n for n in self.layers if n not in acts]

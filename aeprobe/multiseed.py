@@ -14,6 +14,13 @@ AEs); for compute-bound convnets (DiskAE at 64x64) the gain is small — see
 train mode) cannot be vmapped (clear ``ValueError``); stochastic losses/regularisers draw
 different random numbers per model (``randomness="different"``) and so do not reproduce a
 sequential run's draws.
+
+As :func:`aeprobe.train.train` (same ``modes=`` rule): every submodule is trained in the mode
+the caller set (all K models must agree; a frozen part in eval mode stays in eval mode, and a
+BatchNorm in eval mode is vmappable; a model entirely in eval mode is trained in train mode with
+``modes="auto"``), the caller's modes are never changed, the models stay on their own device (the stacked copies are trained on
+``device`` and copied back), and a non-finite loss or gradient stops training naming the
+epoch, the batch, the model and (for a gradient) the parameter.
 """
 from __future__ import annotations
 
@@ -27,8 +34,8 @@ import torch
 from torch import nn
 
 from aeprobe.device import resolve_device
-from aeprobe.train import split_loss, mse_loss
-from aeprobe.utils import check_tensor
+from aeprobe.train import mse_loss, nonfinite_grads, split_loss, puts_in_train_mode
+from aeprobe.utils import check_tensor, eval_mode
 
 
 @dataclass
@@ -112,6 +119,13 @@ def _check_same_architecture(models: Sequence[nn.Module]) -> None:
         if other != ref:
             diff = sorted(set(ref.items()) ^ set(other.items()))[:6]
             raise ValueError(f"models[{i}] does not have the same parameters/shapes as models[0]: {diff}")
+    ref_modes = [(name, mod.training) for name, mod in models[0].named_modules()]
+    for i, m in enumerate(models[1:], start=1):
+        modes = [(name, mod.training) for name, mod in m.named_modules()]
+        if modes != ref_modes:
+            diff = [f"{a[0] or '<root>'}: {a[1]} vs {b[1]}" for a, b in zip(ref_modes, modes) if a != b][:6]
+            raise ValueError(f"models[{i}] has other train/eval modes than models[0] (models[0] vs models[{i}]: "
+                             f"{diff}); all models are run with one set of modes")
 
 
 def train_many(
@@ -130,13 +144,14 @@ def train_many(
     device: str | torch.device | None = None,
     progress: bool = True,
     randomness: str = "different",
+    modes: str = "auto",
 ) -> MultiTrainResult:
     """Train ``models`` (same architecture, any inits) simultaneously; returns them trained in place.
 
     ``seeds[k]`` (default ``k``) seeds model k's batch permutation; ``lr`` is one value or one
     per model.  ``loss_fn``/``regularizer`` have the :func:`aeprobe.train.train` signatures and
     must be vmap-compatible (pure torch ops, no ``.item()``).  ``randomness`` is passed to
-    ``torch.func.vmap`` for stochastic losses.
+    ``torch.func.vmap`` for stochastic losses; ``modes`` as in :func:`aeprobe.train.train`.
     """
     from torch.func import functional_call, stack_module_state, vmap
 
@@ -156,10 +171,13 @@ def train_many(
     lrs = [float(lr)] * k_models if isinstance(lr, (int, float)) else [float(v) for v in lr]
     if len(lrs) != k_models or not all(math.isfinite(v) and v > 0 for v in lrs):
         raise ValueError(f"lr must be a positive number or {k_models} positive numbers, got {lr!r}")
+    if modes not in ("auto", "keep", "train"):
+        raise ValueError(f"modes must be 'auto', 'keep' or 'train', got {modes!r}")
     _check_same_architecture(models)
-    for m in models:
-        m.train()
-        _check_vmappable(m)
+    template = copy.deepcopy(models[0])  # carries the modes the K models are run with
+    if puts_in_train_mode(template, modes):
+        template.train()
+    _check_vmappable(template)
     x = check_tensor("x", x)
     n = x.shape[0]
     y = None if y is None else check_tensor("y", y, n=n)
@@ -171,18 +189,17 @@ def train_many(
     loss_fn = mse_loss if loss_fn is None else loss_fn
 
     dev = resolve_device(device)
-    for m in models:
-        m.to(dev)
     x = x.to(dev)
     y = None if y is None else y.to(dev)
     x_val = None if x_val is None else x_val.to(dev)
     y_val = None if y_val is None else y_val.to(dev)
 
-    params, buffers = stack_module_state(models)  # new leaf tensors, requires_grad=True
-    for name, p in models[0].named_parameters():  # keep frozen parameters frozen
-        if not p.requires_grad:
-            params[name].requires_grad_(False)
-    base = _Objective(copy.deepcopy(models[0]).to("meta"), loss_fn, regularizer)
+    params, buffers = stack_module_state(models)  # new leaf tensors, on the models' device
+    frozen = {name for name, p in models[0].named_parameters() if not p.requires_grad}
+    # train the stacked copies on dev (the caller's models are not moved); keep frozen ones frozen
+    params = {name: p.detach().to(dev).requires_grad_(name not in frozen) for name, p in params.items()}
+    buffers = {name: b.to(dev) for name, b in buffers.items()}
+    base = _Objective(template.to("meta"), loss_fn, regularizer)
     pkeys = {f"model.{k}": v for k, v in params.items()}
     bkeys = {f"model.{k}": v for k, v in buffers.items()}
 
@@ -203,7 +220,7 @@ def train_many(
         torch.manual_seed(seeds[0])  # stochastic losses: reproducible, caller's RNG untouched
         seconds = _loop(batched, batched_val, base, pkeys, bkeys, opt, gens, x, y, x_val, y_val, histories,
                         regularizer is not None, epochs=epochs, batch_size=batch_size, progress=progress, dev=dev,
-                        model_name=type(models[0]).__name__)
+                        model_name=type(models[0]).__name__, param_names=list(params))
 
     with torch.no_grad():
         for k, m in enumerate(models):
@@ -220,7 +237,7 @@ def train_many(
 
 
 def _loop(batched, batched_val, base, pkeys, bkeys, opt, gens, x, y, x_val, y_val, histories, has_reg, *,
-          epochs, batch_size, progress, dev, model_name) -> float:
+          epochs, batch_size, progress, dev, model_name, param_names) -> float:
     from tqdm.auto import tqdm
 
     k_models, n = len(histories), x.shape[0]
@@ -247,6 +264,16 @@ def _loop(batched, batched_val, base, pkeys, bkeys, opt, gens, x, y, x_val, y_va
                 raise FloatingPointError(f"non-finite loss for models {bad} at epoch {epoch + 1}, batch {b + 1}")
             opt.zero_grad()
             total.sum().backward()  # models are independent: d(sum)/d(theta_k) = d(loss_k)/d(theta_k)
+            bad = nonfinite_grads(list(zip(param_names, opt.params)))
+            if bad:
+                where = {name: torch.nonzero(~torch.isfinite(p.grad.reshape(k_models, -1)).all(1)).flatten().tolist()
+                         for name, p in zip(param_names, opt.params) if name in bad}
+                opt.zero_grad()
+                raise FloatingPointError(
+                    f"non-finite gradient at epoch {epoch + 1}, batch {b + 1} in parameter(s) "
+                    + ", ".join(f"{name!r} of models {ks}" for name, ks in where.items())
+                    + "; the weights are as before this step"
+                )
             opt.step()
             bs = idx.shape[1]
             logged = {"train_loss": total, **extras}
@@ -256,11 +283,8 @@ def _loop(batched, batched_val, base, pkeys, bkeys, opt, gens, x, y, x_val, y_va
                 sums[key] = sums.get(key, 0) + val.detach() * bs
         logs = {key: (val / n).tolist() for key, val in sums.items()}
         if x_val is not None:
-            base.eval()
-            try:
+            with eval_mode(base):  # restores every submodule's own flag (frozen eval parts stay eval)
                 logs.update(_evaluate(batched_val, pkeys, bkeys, x_val, y_val, batch_size))
-            finally:
-                base.train()
         seconds += time.perf_counter() - t0
         for key, vals in logs.items():
             for k in range(k_models):

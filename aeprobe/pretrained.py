@@ -28,7 +28,9 @@ Functions:
   (seed 003's fine-tuning step after training the decoder on a frozen encoder).
 
 Note: ``requires_grad=False`` does not stop BatchNorm layers from updating their running
-statistics in ``train`` mode; put a frozen BatchNorm encoder in ``eval`` mode if that matters.
+statistics in ``train`` mode; put a frozen BatchNorm encoder in ``eval`` mode if that matters
+(``model.train(); model.encoder.eval()``): :func:`aeprobe.train.train` keeps every submodule's
+mode as you set it, through validation and after it returns (see its module docstring).
 """
 from __future__ import annotations
 

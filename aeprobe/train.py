@@ -16,6 +16,35 @@ the same call gives bit-identical weights on CPU.  With ``checkpoint=`` the mode
 state, both RNG states and the history are saved after every ``checkpoint_every`` epochs;
 a killed run restarted with the same arguments resumes and ends bit-identical to an
 uninterrupted one.
+
+Train/eval modes (``modes=``): with the default ``"auto"``, a model with at least one module
+in train mode is trained with every submodule's ``training`` flag exactly as the caller set it
+(a frozen part stays in eval mode through every epoch and validation), and a model entirely in
+eval mode -- e.g. just evaluated -- is trained in train mode, as a plain PyTorch loop after
+``model.train()`` would; ``"keep"`` never changes a flag (a model entirely in eval mode is then
+trained in eval mode), ``"train"`` trains everything in train mode.  Validation runs under
+:func:`aeprobe.utils.eval_mode`, and every flag is put back as the caller set it when ``train``
+returns or raises.
+
+What else ``train`` leaves as the caller set it: ``requires_grad`` flags, the model's device (it
+is moved to ``device`` for training and moved back when ``train`` returns or raises;
+``Module.to`` keeps the same ``Parameter`` objects) and the caller's global RNG.  What it
+changes: the weights (trained in place), the memory format with ``channels_last=True``, and
+the ``.grad`` of the parameters.
+
+Training with a frozen, eval-mode part (a pretrained encoder whose BatchNorm statistics must
+not move): ``model.train(); model.encoder.eval()`` and freeze its parameters -- the recipe is in
+the docstring of :func:`train`.
+
+Numerical safety: a non-finite loss or a non-finite gradient stops training with a
+``FloatingPointError`` naming the epoch, the batch (and the parameter, for a gradient); the
+weights are left as they were before that step.
+
+Checkpoints: the history is stored inside the checkpoint (one atomic file), which is the
+source of truth; ``<stem>.history.json`` next to it is a readable copy written right after
+each checkpoint and rewritten from the checkpoint whenever a run resumes. A kill between the
+two writes can leave the JSON copy one save behind until the next resume; the pair read
+through :func:`read_history` (or :func:`aeprobe.checkpoint.read_checkpoint`) always matches.
 """
 from __future__ import annotations
 
@@ -29,9 +58,9 @@ from typing import Any, Callable, Mapping
 import torch
 from torch import nn
 
-from aeprobe.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from aeprobe.checkpoint import Checkpoint, CheckpointError, load_checkpoint, read_checkpoint, save_checkpoint
 from aeprobe.device import resolve_device
-from aeprobe.utils import check_tensor
+from aeprobe.utils import check_tensor, eval_mode
 
 LossFn = Callable[[nn.Module, torch.Tensor, torch.Tensor], Any]
 Regularizer = Callable[[nn.Module, torch.Tensor], torch.Tensor]
@@ -77,6 +106,16 @@ def history_path(checkpoint: str | os.PathLike) -> Path:
     """Where :func:`train` writes the history JSON for a checkpoint path (``<stem>.history.json``)."""
     p = Path(checkpoint)
     return p.with_name(p.stem + ".history.json")
+
+
+def read_history(checkpoint: str | os.PathLike) -> dict[str, Any]:
+    """``{"epoch", "config", "history"}`` of a :func:`train` checkpoint, read from the checkpoint itself.
+
+    Always consistent with the weights in that file (one atomic file), unlike the JSON copy at
+    :func:`history_path`, which a kill between the two writes can leave one save behind.
+    """
+    ck = read_checkpoint(checkpoint)
+    return {"epoch": ck.epoch, "config": ck.meta.get("config", {}), "history": ck.meta.get("history", {})}
 
 
 def split_loss(out: Any, where: str) -> tuple[torch.Tensor, dict[str, Any]]:
@@ -132,6 +171,7 @@ def train(
     channels_last: bool = False,
     optimizer: str | Callable[..., torch.optim.Optimizer] = "adam",
     on_epoch_end: Callable[[int, dict[str, list[float]], nn.Module], Any] | None = None,
+    modes: str = "auto",
 ) -> TrainResult:
     """Train ``model`` in place on ``(x, y)`` (``y = x`` when None) and return a :class:`TrainResult`.
 
@@ -139,13 +179,33 @@ def train(
     are logged per epoch); default :func:`mse_loss`.  ``regularizer(model, xb)`` returns a
     scalar already multiplied by its weight (see :mod:`aeprobe.regularizers`).
     ``channels_last`` puts the model and 4-D data in NHWC layout (same maths, much faster
-    convs on CPU).  ``on_epoch_end(epoch, history, model)`` runs after the epoch's checkpoint
-    is written; returning ``True`` stops training.  ``checkpoint=path`` saves after every
-    ``checkpoint_every`` epochs and at the end; with ``resume=True`` an existing checkpoint
-    of the same run configuration is continued (ValueError if the configuration differs).
+    convs on CPU; the model stays NHWC).  ``on_epoch_end(epoch, history, model)`` runs after the
+    epoch's checkpoint is written; returning ``True`` stops training.  ``checkpoint=path`` saves
+    after every ``checkpoint_every`` epochs and at the end; with ``resume=True`` an existing
+    checkpoint of the same run configuration is continued (ValueError if the configuration
+    differs, raised before anything is loaded: the model is then unchanged).
 
-    Raises ``ValueError`` for bad shapes/arguments and ``FloatingPointError`` naming the
-    epoch and batch when the loss becomes NaN/inf (weights are left as before that step).
+    Modes and devices: ``modes="auto"`` trains every submodule in the mode the caller set,
+    except that a model entirely in eval mode is trained in train mode; ``"keep"`` and
+    ``"train"`` force one rule. Every flag is restored on return. The model is trained on
+    ``device`` (default: CUDA if available) and moved back to its own device when ``train``
+    returns or raises.
+
+    Training with a frozen, eval-mode part (a pretrained encoder whose BatchNorm statistics must
+    not move): put the model in train mode, the part in eval mode, and freeze its parameters::
+
+        model.train()
+        model.encoder.eval()                            # BatchNorm keeps its running statistics
+        with aeprobe.ablation.freeze(model, "encoder"):  # no gradient step on its weights
+            train(model, x, epochs=10, batch_size=64, x_val=x_val)
+        assert not model.encoder.training               # eval through every epoch and validation
+
+    ``eval()`` alone lets the optimiser change the weights; ``requires_grad=False`` alone lets
+    BatchNorm update its statistics in train mode: a frozen part needs both.
+
+    Raises ``ValueError`` for bad shapes/arguments and ``FloatingPointError`` naming the epoch
+    and batch when the loss becomes NaN/inf, or the epoch, batch and parameter when a gradient
+    does (weights are left as before that step).
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
@@ -171,8 +231,64 @@ def train(
             raise ValueError(f"x_val samples have shape {tuple(x_val.shape[1:])}, x samples {tuple(x.shape[1:])}")
         y_val = x_val if y_val is None else check_tensor("y_val", y_val, n=x_val.shape[0])
     loss_fn = mse_loss if loss_fn is None else loss_fn
-
+    if modes not in ("auto", "keep", "train"):
+        raise ValueError(f"modes must be 'auto', 'keep' or 'train', got {modes!r}")
     dev = resolve_device(device)
+    saved_modes = [(m, m.training) for m in model.modules()]
+    devices = _tensor_devices(model)
+    try:
+        if puts_in_train_mode(model, modes):
+            model.train()
+        return _train_on(model, x, y, x_val, y_val, dev, loss_fn, regularizer, epochs=epochs,
+                         batch_size=batch_size, lr=lr, seed=seed, checkpoint=checkpoint,
+                         checkpoint_every=checkpoint_every, resume=resume, progress=progress,
+                         channels_last=channels_last, optimizer=optimizer, on_epoch_end=on_epoch_end)
+    finally:
+        for m, flag in saved_modes:
+            m.training = flag
+        _move_back(model, devices, dev)
+
+
+def puts_in_train_mode(model: nn.Module, modes: str = "auto") -> bool:
+    """Whether training under ``modes`` (see :func:`train`) puts the whole model in train mode:
+    ``"train"``, or ``"auto"`` with every module in eval mode."""
+    return modes == "train" or (modes == "auto" and not any(m.training for m in model.modules()))
+
+
+def _tensor_devices(model: nn.Module) -> list[tuple[nn.Module, str, torch.device]]:
+    """(owner module, name, device) of every parameter and buffer."""
+    out = []
+    for m in model.modules():
+        for store in (m._parameters, m._buffers):
+            for name, t in store.items():
+                if t is not None:
+                    out.append((m, name, t.device))
+    return out
+
+
+def _move_back(model: nn.Module, devices: list[tuple[nn.Module, str, torch.device]], dev: torch.device) -> None:
+    """Put every parameter and buffer back on the device it had before training on ``dev``
+    (``Module.to`` when the model had one device: the same ``Parameter`` objects are kept)."""
+    targets = {d for _, _, d in devices}
+    if len(targets) == 1:
+        (home,) = targets
+        if home != dev:
+            model.to(home)
+        return
+    with torch.no_grad():
+        for m, name, d in devices:
+            t = m._parameters.get(name) if name in m._parameters else m._buffers.get(name)
+            if t is None or t.device == d:
+                continue
+            if name in m._parameters:
+                t.data = t.data.to(d)  # same Parameter object, as Module.to does
+            else:
+                m._buffers[name] = t.to(d)
+
+
+def _train_on(model, x, y, x_val, y_val, dev, loss_fn, regularizer, *, epochs, batch_size, lr, seed, checkpoint,
+              checkpoint_every, resume, progress, channels_last, optimizer, on_epoch_end) -> TrainResult:
+    n = x.shape[0]
     model.to(dev)
     if channels_last and x.ndim == 4:
         model.to(memory_format=torch.channels_last)
@@ -210,20 +326,24 @@ def train(
     start_epoch = 0
     resumed_global_state: torch.Tensor | None = None
     if ckpt_path is not None and resume and ckpt_path.exists():
-        ck = load_checkpoint(ckpt_path, model, opt)
-        saved_cfg = ck.meta.get("config", {})
-        diff = {k: (saved_cfg.get(k), v) for k, v in config.items() if saved_cfg.get(k) != v}
-        if diff:
-            raise ValueError(
-                f"checkpoint {ckpt_path} was written by a run with a different configuration "
-                f"(saved vs now: {diff}); use another checkpoint path or resume=False"
-            )
-        if "perm" not in ck.rng_state or "torch" not in ck.rng_state:
-            raise CheckpointError(f"checkpoint {ckpt_path} lacks the RNG states needed to resume")
+
+        def same_run(ck: Checkpoint) -> None:  # runs before load_checkpoint writes anything
+            saved_cfg = ck.meta.get("config", {})
+            diff = {k: (saved_cfg.get(k), v) for k, v in config.items() if saved_cfg.get(k) != v}
+            if diff:
+                raise ValueError(
+                    f"checkpoint {ckpt_path} was written by a run with a different configuration "
+                    f"(saved vs now: {diff}); use another checkpoint path or resume=False"
+                )
+            if "perm" not in ck.rng_state or "torch" not in ck.rng_state:
+                raise CheckpointError(f"checkpoint {ckpt_path} lacks the RNG states needed to resume")
+
+        ck = load_checkpoint(ckpt_path, model, opt, check=same_run)
         gen.set_state(ck.rng_state["perm"])
         resumed_global_state = ck.rng_state["torch"]
         history = {k: list(v) for k, v in ck.meta.get("history", {}).items()}
         start_epoch = ck.epoch
+        _write_history(ckpt_path, start_epoch, config, history)  # repair a copy a kill left behind
 
     fork_devices = [dev] if dev.type == "cuda" else []
     with torch.random.fork_rng(devices=fork_devices):
@@ -270,7 +390,7 @@ def _loop(
 
     n = x.shape[0]
     channels_last = memory_format is torch.channels_last
-    model.train()
+    named = [(name, p) for name, p in model.named_parameters() if p.requires_grad]
     seconds = 0.0
     epochs_run = 0
     stopped = False
@@ -307,6 +427,15 @@ def _loop(
                 )
             opt.zero_grad(set_to_none=True)
             total.backward()
+            bad = nonfinite_grads(named)
+            if bad:
+                opt.zero_grad(set_to_none=True)
+                raise FloatingPointError(
+                    f"non-finite gradient at epoch {epoch + 1}, batch {b + 1} (samples {start}..{start + len(idx) - 1} "
+                    f"of the epoch's permutation) in parameter {bad[0]!r}"
+                    + (f" and {len(bad) - 1} more ({bad[1:4]})" if len(bad) > 1 else "")
+                    + f" (loss {float(total.detach()):.6g}); the weights are as before this step"
+                )
             opt.step()
             bs = len(idx)
             _accumulate(sums, "train_loss", total, bs)
@@ -333,7 +462,6 @@ def _loop(
                 _save(ckpt_path, model, opt, epoch + 1, gen, dev, history, config)
             break
     bar.close()
-    model.train()
     return TrainResult(
         history=history,
         seconds=seconds,
@@ -345,24 +473,49 @@ def _loop(
     )
 
 
-def _save(path, model, opt, epoch, gen, dev, history, config) -> None:
-    from aeprobe.reporting import write_json
+def nonfinite_grads(named: list[tuple[str, torch.Tensor]]) -> list[str]:
+    """Names of the parameters in ``[(name, param)]`` whose ``.grad`` holds NaN or inf.
 
+    Fast path: torch's fused finiteness check of GradScaler (``found_inf``, with an unscale by
+    exactly 1.0, which leaves every finite value bit-identical) and one sync; the per-tensor scan
+    that names the parameters runs only when something is non-finite.
+    """
+    grads = [(name, p.grad) for name, p in named if p.grad is not None]
+    if not grads:
+        return []
+    vals = [g.coalesce().values() if g.is_sparse else g for _, g in grads]
+    try:
+        found = torch.zeros(1, device=vals[0].device)
+        torch._amp_foreach_non_finite_check_and_unscale_(vals, found, torch.ones(1, device=vals[0].device))
+        if not bool(found.item()):
+            return []
+    except (AttributeError, RuntimeError, TypeError, NotImplementedError):
+        pass  # older torch, mixed devices, non-float gradients: the plain scan below decides
+    return [name for (name, _), v in zip(grads, vals) if not bool(torch.isfinite(v).all())]
+
+
+def _save(path, model, opt, epoch, gen, dev, history, config) -> None:
+    # the checkpoint (with the history inside) first: it is the source of truth; the JSON copy
+    # follows, and a resume rewrites it from the checkpoint (see the module docstring)
     save_checkpoint(
         path, model, opt, epoch=epoch,
         rng_state={"perm": gen.get_state(), "torch": _get_global_rng_state(dev)},
         meta={"config": config, "history": history},
     )
+    _write_history(path, epoch, config, history)
+
+
+def _write_history(path, epoch, config, history) -> None:
+    from aeprobe.reporting import write_json
+
     write_json(history_path(path), {"epoch": epoch, "config": config, "history": history})
 
 
 @torch.no_grad()
 def _evaluate(model, x_val, y_val, loss_fn, batch_size) -> dict[str, float]:
-    was_training = model.training
-    model.eval()
     sums: dict[str, Any] = {}
     m = x_val.shape[0]
-    try:
+    with eval_mode(model):  # restores every submodule's own flag (frozen eval parts stay eval)
         for start in range(0, m, batch_size):
             xb = x_val[start:start + batch_size]
             yb = xb if y_val is x_val else y_val[start:start + batch_size]
@@ -370,6 +523,4 @@ def _evaluate(model, x_val, y_val, loss_fn, batch_size) -> dict[str, float]:
             _accumulate(sums, "val_loss", loss, len(xb))
             for k, v in extras.items():
                 _accumulate(sums, f"val_{k}", v, len(xb))
-    finally:
-        model.train(was_training)
     return _finalise(sums, m)

@@ -145,3 +145,35 @@ def test_discriminative_optimizer_gives_each_part_its_learning_rate():
         discriminative_optimizer(ae, {"encodr": 1e-4})
     with pytest.raises(ValueError, match="default_lr"):
         discriminative_optimizer(ae, {"encoder": 1e-4})(list(ae.parameters()))
+
+
+def test_feature_loss_leaves_the_callers_network_as_it_was(weights_files):
+    """No lasting freeze, mode change or move: the net passed in (here in train mode, trainable)
+    is bit-identical with the same flags after building the loss, training through it and calling
+    .train()/.eval() on the loss; no gradient reaches its parameters."""
+    net = feature_arch()  # a plain module in train mode with trainable parameters
+    before = snapshot(net)
+    fl = FeatureLoss(net, ["1", "4"], pixel_weight=0.5)
+    assert_unchanged(net, before)
+    torch.manual_seed(4)
+    x = torch.rand(6, 1, 8, 8)
+    ae = ConvAE(channels=(4, 8), latent_channels=4)
+    loss, _ = fl.loss_fn(ae, x, x)
+    loss.backward()
+    assert any(p.grad is not None for p in ae.parameters())
+    assert all(p.grad is None for p in net.parameters())
+    fl.eval()
+    fl.train()
+    assert_unchanged(net, before)  # modes, requires_grad, BN statistics, hooks
+
+
+def test_feature_loss_runs_the_net_in_eval_mode_and_refuses_to_move_it(weights_files):
+    net = feature_arch()
+    modes = []
+    net[3].register_forward_hook(lambda m, i, o: modes.append(m.training))
+    fl = FeatureLoss(net, ["4"])
+    fl(torch.rand(2, 1, 8, 8), torch.rand(2, 1, 8, 8))
+    assert modes == [False, False] and net.training  # both passes in eval, the caller's mode kept
+    with pytest.raises(ValueError, match="feature net is on cpu but the images are on meta"):
+        fl(torch.rand(2, 1, 8, 8, device="meta"), torch.rand(2, 1, 8, 8, device="meta"))
+    assert all(p.device.type == "cpu" for p in net.parameters())

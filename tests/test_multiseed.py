@@ -139,3 +139,65 @@ def test_argument_errors():
         train_many(_models(2), x, epochs=1, batch_size=10, lr=[1e-3], progress=False)
     with pytest.raises(ValueError, match="empty"):
         train_many([], x, epochs=1, batch_size=10, progress=False)
+
+
+# ----------------------------------------------------------------------------- issue 11: reliability
+
+def test_a_frozen_eval_mode_batchnorm_part_stays_in_eval_and_is_vmappable():
+    """As train(): modes are the caller's. A BatchNorm the caller froze in eval mode runs in eval
+    mode (so vmap can run it), its statistics stay, and the models' flags are unchanged after."""
+    many = _models(2, norm=nn.BatchNorm2d(3))
+    for m in many:
+        with torch.no_grad():
+            m.encoder[1].running_mean.uniform_(-0.5, 0.5)
+        m.encoder[1].eval()
+    stats = [m.encoder[1].running_mean.clone() for m in many]
+    modes = [{n: mod.training for n, mod in m.named_modules()} for m in many]
+    res = train_many(many, _x(), epochs=2, batch_size=20, x_val=_x(10, seed=1), progress=False)
+    assert len(res.histories[0]["val_loss"]) == 2
+    for m, s, md in zip(many, stats, modes):
+        assert torch.equal(m.encoder[1].running_mean, s)
+        assert {n: mod.training for n, mod in m.named_modules()} == md
+
+
+def test_models_with_different_modes_are_refused():
+    many = _models(2)
+    many[1].decoder.eval()
+    with pytest.raises(ValueError, match="other train/eval modes"):
+        train_many(many, _x(), epochs=1, batch_size=20, progress=False)
+
+
+def test_nonfinite_gradient_names_the_model_and_parameter():
+    many = _models(3)
+    before = [copy.deepcopy(m.state_dict()) for m in many]
+
+    def bad_grad(model, xb, yb):
+        w = model.decoder[-1].weight
+        return ((model(xb) - yb) ** 2).mean() + torch.sqrt(((w - w.detach()) ** 2).sum())
+
+    with pytest.raises(FloatingPointError, match=r"epoch 1, batch 1.*'decoder\.3\.weight' of models \[0, 1, 2\]"):
+        train_many(many, _x(), epochs=1, batch_size=20, loss_fn=bad_grad, progress=False)
+    for m, sd in zip(many, before):
+        assert all(torch.equal(v, sd[k]) for k, v in m.state_dict().items())
+
+
+def test_the_callers_models_are_not_moved():
+    """The stacked copies train on ``device``; the models themselves never move (their weights are
+    copied back), so a CUDA run leaves CPU models on the CPU. 'cpu:0' stands in for another device."""
+
+    class Recorded(ConvAE):
+        moves: list = []
+
+        def to(self, *args, **kwargs):
+            Recorded.moves.append((id(self), torch._C._nn._parse_to(*args, **kwargs)[0]))
+            return super().to(*args, **kwargs)
+
+    many = []
+    for i in range(2):
+        torch.manual_seed(100 + i)
+        many.append(Recorded())
+    ref = _models(2)
+    train_many(many, _x(), epochs=1, batch_size=20, device="cpu:0", progress=False)
+    train_many(ref, _x(), epochs=1, batch_size=20, progress=False)
+    assert [dev for who, dev in Recorded.moves if who in {id(m) for m in many}] == []  # (not the private copies)
+    assert all(_max_diff(a, b) == 0 for a, b in zip(many, ref))

@@ -300,3 +300,183 @@ def test_model_is_not_copied():
     before = _params(model)
     train(model, _data(20), epochs=1, batch_size=10, progress=False)
     assert not all(torch.equal(p, q) for p, q in zip(before, model.parameters()))
+
+
+# ----------------------------------------------------------------------------- issue 11: reliability
+
+class FrozenBNAE(nn.Module):
+    """A 'pretrained' encoder with BatchNorm (frozen by the caller) and a decoder that learns."""
+
+    def __init__(self):
+        super().__init__()
+        self.encoder = nn.Sequential(nn.Linear(8, 6), nn.BatchNorm1d(6), nn.ReLU(), nn.Dropout(0.5), nn.Linear(6, 3))
+        self.decoder = nn.Sequential(nn.Linear(3, 6), nn.Dropout(0.5), nn.Linear(6, 8))
+
+    def forward(self, x):
+        return self.decoder(self.encoder(x))
+
+
+def _modes(model):
+    return {name: m.training for name, m in model.named_modules()}
+
+
+def test_frozen_eval_mode_batchnorm_stays_in_eval_through_train():
+    """The documented recipe: model.train(); encoder.eval(); freeze its parameters. Through every
+    epoch (with validation in between) and after train returns, the encoder is in eval mode, its
+    BatchNorm statistics do not move, and the decoder trains in train mode."""
+    from aeprobe.ablation import freeze
+
+    torch.manual_seed(0)
+    model = FrozenBNAE()
+    with torch.no_grad():
+        model.encoder[1].running_mean.uniform_(-1, 1)
+        model.encoder[1].running_var.uniform_(0.5, 2)
+    model.train()
+    model.encoder.eval()
+    before = _modes(model)
+    stats = {k: v.clone() for k, v in model.encoder.state_dict().items()}
+    seen = []  # (encoder BN mode, decoder dropout mode) at every forward in a training step
+    model.encoder[1].register_forward_hook(
+        lambda m, i, o: seen.append((m.training, model.decoder[1].training)) if torch.is_grad_enabled() else None)
+    x = torch.randn(64, 8)
+    with freeze(model, "encoder"):
+        res = train(model, x, epochs=3, batch_size=16, x_val=x[:16], progress=False)
+    assert len(seen) == 3 * 4 and set(seen) == {(False, True)}
+    assert _modes(model) == before
+    for k, v in model.encoder.state_dict().items():
+        assert torch.equal(v, stats[k]), k  # running statistics and weights untouched
+    assert len(res.history["val_loss"]) == 3
+
+
+def test_a_model_entirely_in_eval_mode_is_trained_in_train_mode_and_given_back_in_eval():
+    """modes='auto' (default): nothing chosen per part -> train mode for training, as a plain loop
+    after model.train(); modes='keep' trains it in eval mode. Both give the caller's modes back."""
+    torch.manual_seed(0)
+    x = torch.randn(32, 8)
+    for modes, expected in (("auto", True), ("keep", False), ("train", True)):
+        model = FrozenBNAE().eval()
+        seen = set()
+        model.decoder[1].register_forward_hook(lambda m, i, o: seen.add(m.training) if torch.is_grad_enabled() else None)
+        train(model, x, epochs=1, batch_size=16, progress=False, modes=modes)
+        assert seen == {expected}, modes
+        assert not any(_modes(model).values()), modes
+    with pytest.raises(ValueError, match="modes"):
+        train(FrozenBNAE(), x, epochs=1, batch_size=16, progress=False, modes="frozen")
+
+
+def test_modes_are_restored_when_training_fails():
+    model = FrozenBNAE()
+    model.encoder.eval()
+    before = _modes(model)
+
+    def boom(m, xb, yb):
+        raise RuntimeError("loss failed")
+
+    with pytest.raises(RuntimeError, match="loss failed"):
+        train(model, torch.randn(32, 8), epochs=1, batch_size=16, loss_fn=boom, progress=False)
+    assert _modes(model) == before
+
+
+class _RecordsMoves(MLPAE):
+    """Records every device Module.to is asked for (and really moves)."""
+
+    def __init__(self):
+        super().__init__()
+        self.moves = []
+
+    def to(self, *args, **kwargs):
+        dev = torch._C._nn._parse_to(*args, **kwargs)[0]
+        if dev is not None:
+            self.moves.append(dev)
+        return super().to(*args, **kwargs)
+
+
+@pytest.mark.parametrize("fail", [False, True])
+def test_the_model_goes_back_to_the_callers_device(fail):
+    """Trained on another device than its own, the model is moved there and back, also when
+    training raises. (CPU-only CI: 'cpu:0' is a device spec other than the model's 'cpu', so the
+    move-and-restore path runs for real; on a GPU machine the same code moves to CUDA and back.)"""
+    torch.manual_seed(0)
+    model = _RecordsMoves()
+    x = torch.randn(32, 8)
+
+    def loss(m, xb, yb):
+        if fail:
+            raise RuntimeError("loss failed")
+        return mse_loss(m, xb, yb)
+
+    if fail:
+        with pytest.raises(RuntimeError):
+            train(model, x, epochs=1, batch_size=16, device="cpu:0", loss_fn=loss, progress=False)
+    else:
+        train(model, x, epochs=1, batch_size=16, device="cpu:0", loss_fn=loss, progress=False)
+    assert model.moves[0] == torch.device("cpu", 0) and model.moves[-1] == torch.device("cpu")
+    # already where it trains: not moved at all
+    model.moves.clear()
+    train(model, x, epochs=1, batch_size=16, device="cpu", progress=False)
+    assert model.moves == [torch.device("cpu")]
+
+
+def test_refused_resume_leaves_the_model_bit_identical(tmp_path):
+    """A checkpoint of another run configuration is refused before anything is loaded."""
+    from aeprobe.state import assert_unchanged, snapshot
+
+    x = _data(40)
+    ck = tmp_path / "run.safetensors"
+    train(_model(), x, epochs=1, batch_size=20, checkpoint=ck, progress=False)
+    model = _model(seed=9)
+    before = snapshot(model)
+    with pytest.raises(ValueError, match="different configuration"):
+        train(model, x, epochs=2, batch_size=10, checkpoint=ck, progress=False)
+    assert_unchanged(model, before)
+
+
+def test_nonfinite_gradient_names_epoch_batch_and_parameter_and_keeps_weights():
+    """A finite loss whose gradient is NaN (sqrt at 0) in one parameter: training stops before the
+    step, naming where, and the weights are those the failing batch saw."""
+    calls = {"n": 0}
+    at_failure = {}
+
+    def bad_grad(model, xb, yb):
+        calls["n"] += 1
+        loss = mse_loss(model, xb, yb)
+        if calls["n"] == 6:  # 3 batches per epoch -> epoch 2, batch 3
+            at_failure.update({k: v.detach().clone() for k, v in model.state_dict().items()})
+            w = model.decoder[-1].weight
+            loss = loss + torch.sqrt(((w - w.detach()) ** 2).sum())  # value 0, gradient 0/0 = NaN
+        return loss
+
+    model = _model()
+    with pytest.raises(FloatingPointError, match=r"gradient at epoch 2, batch 3.*'decoder\.6\.weight'"):
+        train(model, _data(), epochs=3, batch_size=20, loss_fn=bad_grad, progress=False)
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, at_failure[k]), k
+
+
+def test_history_copy_and_checkpoint_never_disagree_for_a_reader(tmp_path, monkeypatch):
+    """Killed between the checkpoint and its JSON copy: read_history (from the checkpoint) matches
+    the weights, and resuming rewrites the copy from the checkpoint before anything else."""
+    import aeprobe.reporting as reporting
+    from aeprobe.train import read_history
+
+    x = _data(40)
+    ck = tmp_path / "run.safetensors"
+    kw = dict(epochs=2, batch_size=20, checkpoint=ck, progress=False)
+    real = reporting.write_json
+
+    def killed_at_epoch_2(path, data):
+        if data.get("epoch") == 2:
+            raise KeyboardInterrupt("killed between the two writes")
+        return real(path, data)
+
+    monkeypatch.setattr(reporting, "write_json", killed_at_epoch_2)
+    with pytest.raises(KeyboardInterrupt):
+        train(_model(), x, **kw)
+    monkeypatch.setattr(reporting, "write_json", real)
+    truth = read_history(ck)
+    assert truth["epoch"] == 2 and len(truth["history"]["train_loss"]) == 2
+    assert json.loads(history_path(ck).read_text())["epoch"] == 1  # the copy a kill left behind
+    res = train(_model(), x, **kw)  # the run is complete: nothing to train, the copy is repaired
+    assert res.epochs_run == 0
+    copy = json.loads(history_path(ck).read_text())
+    assert copy == {"epoch": 2, "config": truth["config"], "history": truth["history"]}

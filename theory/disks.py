@@ -201,6 +201,19 @@ def _fem_matrices(R: float, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]
     return rho, B, M
 
 
+def _grid_size(n) -> int:
+    """``n`` as an int, raising ``ValueError`` unless it is an integer >= 4 (nodes of the element grid)."""
+    if isinstance(n, bool):
+        raise ValueError(f"n must be an integer >= 4; got {n!r}")
+    try:
+        ok = int(n) == n and n >= 4
+    except (TypeError, ValueError, OverflowError):
+        ok = False
+    if not ok:
+        raise ValueError(f"n must be an integer >= 4; got {n!r}")
+    return int(n)
+
+
 def optimal_profile(R: float, n: int = 200) -> tuple[np.ndarray, np.ndarray]:
     r"""Numerical maximiser of ``J(f)`` (Eq. 7) under ``||f|| = 1`` on an ``n``-point grid.
 
@@ -211,18 +224,21 @@ def optimal_profile(R: float, n: int = 200) -> tuple[np.ndarray, np.ndarray]:
     the Airy closed form, so it can be used to check it. Returns ``(rho, f)`` with ``f(0) = 1``.
     """
     R = positive_scalar("R", R)
-    if int(n) != n or n < 4:
-        raise ValueError(f"n must be an integer >= 4; got {n!r}")
-    rho, B, M = _fem_matrices(R, int(n))
+    n = _grid_size(n)
+    rho, B, M = _fem_matrices(R, n)
     vals, vecs = linalg.eigh(B, M, subset_by_index=[n - 1, n - 1])
     f = vecs[:, 0]
     return rho, f / f[0]
 
 
 def optimal_energy(R: float, n: int = 200) -> float:
-    """Maximal value of ``J(f)/||f||^2`` (Eq. 7) over the ``n``-node element space (top eigenvalue)."""
+    """Maximal value of ``J(f)/||f||^2`` (Eq. 7) over the ``n``-node element space (top eigenvalue).
+
+    ``n``: an integer >= 4 (``ValueError`` otherwise), as for :func:`optimal_profile`.
+    """
     R = positive_scalar("R", R)
-    rho, B, M = _fem_matrices(R, int(n))
+    n = _grid_size(n)
+    rho, B, M = _fem_matrices(R, n)
     return float(linalg.eigh(B, M, eigvals_only=True, subset_by_index=[n - 1, n - 1])[0])
 
 

@@ -1,7 +1,8 @@
 """Plotting, kept apart from measuring: every function takes arrays/reports and a path.
 
-Uses the non-interactive Agg backend so it works on headless machines and in CI.
+Figures are standalone matplotlib ``Figure`` objects written atomically; importing this
+package leaves matplotlib's backend and pyplot state alone (see :mod:`aeprobe.plots.common`).
 """
-from aeprobe.plots.common import heatmap, image_grid, line_plot, savefig
+from aeprobe.plots.common import heatmap, image_grid, image_scale, line_plot, savefig, subplots
 
-__all__ = ["heatmap", "image_grid", "line_plot", "savefig"]
+__all__ = ["heatmap", "image_grid", "image_scale", "line_plot", "savefig", "subplots"]

@@ -9,12 +9,13 @@ import os
 from pathlib import Path
 from typing import Mapping, Sequence
 
+import matplotlib
 import numpy as np
 
-from aeprobe.plots.common import image_grid, plt, savefig
+from aeprobe.plots.common import image_grid, savefig, subplots
 
 
-def _np(a) -> np.ndarray:
+def to_numpy(a) -> np.ndarray:
     if hasattr(a, "detach"):
         a = a.detach().cpu().numpy()
     return np.asarray(a)
@@ -27,7 +28,7 @@ def interpolation_grid(frames, path: str | os.PathLike, *, row_labels: Sequence[
     ``frames``: ``[steps, C, H, W]`` or ``[B, steps, C, H, W]`` from
     :func:`aeprobe.probes.latent.interpolate`.
     """
-    f = _np(frames)
+    f = to_numpy(frames)
     if f.ndim == 4:
         f = f[None]
     if f.ndim != 5:
@@ -35,7 +36,7 @@ def interpolation_grid(frames, path: str | os.PathLike, *, row_labels: Sequence[
     b, steps = f.shape[:2]
     titles = [f"t={t:.2f}" for t in np.linspace(0, 1, steps)]
     return image_grid(f.reshape(b * steps, *f.shape[2:]), path, ncols=steps, titles=titles, row_labels=row_labels,
-                      suptitle=title)
+                      suptitle=title, vmin=0.0, vmax=1.0)  # decoded images: the [0, 1] image scale
 
 
 def iteration_grid(frames, path: str | os.PathLike, *, steps: Sequence[int] | None = None,
@@ -45,7 +46,7 @@ def iteration_grid(frames, path: str | os.PathLike, *, steps: Sequence[int] | No
     ``frames``: ``[K, C, H, W]`` or ``[K, B, C, H, W]`` from :func:`aeprobe.probes.latent.iterate`;
     ``steps``: the iteration numbers (column titles).
     """
-    f = _np(frames)
+    f = to_numpy(frames)
     if f.ndim == 4:
         f = f[:, None]
     if f.ndim != 5:
@@ -55,7 +56,8 @@ def iteration_grid(frames, path: str | os.PathLike, *, steps: Sequence[int] | No
         raise ValueError(f"{len(steps)} step labels for {k} kept iterations")
     titles = [f"iter {s}" for s in (steps if steps is not None else range(k))]
     grid = f.transpose(1, 0, *range(2, f.ndim)).reshape(b * k, *f.shape[2:])
-    return image_grid(grid, path, ncols=k, titles=titles, row_labels=row_labels, suptitle=title)
+    return image_grid(grid, path, ncols=k, titles=titles, row_labels=row_labels, suptitle=title, vmin=0.0,
+                      vmax=1.0)  # decoded images: the [0, 1] image scale
 
 
 def area_compression_heatmap(values, path: str | os.PathLike, *, areas: Sequence[str], compressions: Sequence[str],
@@ -68,12 +70,12 @@ def area_compression_heatmap(values, path: str | os.PathLike, *, areas: Sequence
     marginals are the mean +- sd of each row / column's cell means. Brighter = better,
     as in the paper (``higher_is_better`` picks the colour direction).
     """
-    v = _np(values).astype(float)
+    v = to_numpy(values).astype(float)
     if v.shape != (len(areas), len(compressions)):
         raise ValueError(f"values shape {v.shape} does not match ({len(areas)} areas, {len(compressions)} compressions)")
-    s = None if std is None else _np(std).astype(float)
+    s = None if std is None else to_numpy(std).astype(float)
     cmap = "viridis" if higher_is_better else "viridis_r"
-    fig, ax = plt.subplots(figsize=(1.25 * len(compressions) + 2.6, 0.85 * len(areas) + 1.9))
+    fig, ax = subplots(figsize=(1.25 * len(compressions) + 2.6, 0.85 * len(areas) + 1.9))
     finite = v[np.isfinite(v)]
     lo, hi = (finite.min(), finite.max()) if finite.size else (0.0, 1.0)
     im = ax.imshow(np.ma.masked_invalid(v), cmap=cmap, aspect="auto", vmin=lo, vmax=hi if hi > lo else lo + 1e-12)
@@ -120,15 +122,15 @@ def loss_curve_panels(panels: Mapping[str, Mapping[str, tuple]], path: str | os.
     n = len(panels)
     ncols = min(n, 4)
     nrows = int(np.ceil(n / ncols))
-    fig, axes = plt.subplots(nrows, ncols, figsize=(3.6 * ncols, 2.9 * nrows), squeeze=False, sharey=True)
-    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    fig, axes = subplots(nrows, ncols, figsize=(3.6 * ncols, 2.9 * nrows), squeeze=False, sharey=True)
+    colors = matplotlib.rcParams["axes.prop_cycle"].by_key()["color"]
     for ax, (ptitle, curves) in zip(axes.flat, panels.items()):
         for c, (label, (tr, te)) in enumerate(curves.items()):
             col = colors[c % len(colors)]
-            tr = _np(tr)
+            tr = to_numpy(tr)
             ax.plot(np.arange(1, tr.size + 1), tr, "--", color=col, lw=1.2, label=f"{label} train")
             if te is not None:
-                te = _np(te)
+                te = to_numpy(te)
                 ax.plot(np.arange(1, te.size + 1), te, "-", color=col, lw=1.6, label=f"{label} test")
         ax.set_title(ptitle, fontsize=9)
         ax.set_xlabel("epoch")

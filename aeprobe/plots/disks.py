@@ -10,7 +10,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from aeprobe.plots.common import _np, plt, savefig
+from aeprobe.plots.common import get_cmap, savefig, subplots, to_numpy
 
 __all__ = [
     "io_grid", "code_vs_size_plot", "profiles_vs_airy", "cross_sections", "amplitude_plot",
@@ -22,7 +22,7 @@ _COLORS = ["C0", "C1", "C2", "C3", "C4", "C5", "C6"]
 
 
 def _img(a) -> np.ndarray:
-    a = _np(a)
+    a = to_numpy(a)
     if a.ndim == 4:
         a = a[:, 0]
     return a
@@ -38,8 +38,8 @@ def io_grid(rows: Mapping[str, np.ndarray], path, *, col_titles: Sequence[str] |
     labels = list(rows)
     arrs = [_img(rows[k]) for k in labels]
     n = arrs[0].shape[0]
-    fig, axes = plt.subplots(len(labels), n, figsize=(1.25 * n, 1.3 * len(labels) + (0.4 if suptitle else 0)),
-                             squeeze=False)
+    fig, axes = subplots(len(labels), n, figsize=(1.25 * n, 1.3 * len(labels) + (0.4 if suptitle else 0)),
+                         squeeze=False)
     for i, (lab, arr) in enumerate(zip(labels, arrs)):
         for j in range(n):
             ax = axes[i, j]
@@ -64,10 +64,10 @@ def code_vs_size_plot(radii, codes: Mapping[str, np.ndarray], path, *, fits: Map
     Codes are min-max normalised and sign-aligned (increasing with ``r``) so that several networks
     share the axes; ``fits[label] = (area_r2, radius_r2[, exponent])`` adds the fit values to the legend.
     """
-    r = _np(radii).astype(float)
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+    r = to_numpy(radii).astype(float)
+    fig, axes = subplots(1, 2, figsize=(10, 3.8))
     for k, (lab, z) in enumerate(codes.items()):
-        z = _np(z).reshape(-1).astype(float)
+        z = to_numpy(z).reshape(-1).astype(float)
         z = (z - z.min()) / (np.ptp(z) or 1.0)
         if np.corrcoef(r, z)[0, 1] < 0:
             z = 1.0 - z
@@ -91,14 +91,14 @@ def code_vs_size_plot(radii, codes: Mapping[str, np.ndarray], path, *, fits: Map
 
 def training_curve_plot(epochs, loss, correlation, path, *, floor: float | None = None) -> Path:
     """Bias-free training: loss per epoch (log) with the rank-1 floor, and the Airy correlation per epoch."""
-    e = _np(epochs).reshape(-1)
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.4))
-    axes[0].plot(e, _np(loss), "o-", ms=3, label="training MSE")
+    e = to_numpy(epochs).reshape(-1)
+    fig, axes = subplots(1, 2, figsize=(10, 3.4))
+    axes[0].plot(e, to_numpy(loss), "o-", ms=3, label="training MSE")
     if floor is not None:
         axes[0].axhline(floor, color="k", ls="--", lw=1, label=f"rank-1 floor {floor:.4f}")
     axes[0].set_yscale("log")
     axes[0].set_ylabel("MSE")
-    axes[1].plot(e, _np(correlation), "o-", ms=3, color="C1", label="corr(f, Airy) on t ≤ R")
+    axes[1].plot(e, to_numpy(correlation), "o-", ms=3, color="C1", label="corr(f, Airy) on t ≤ R")
     axes[1].axhline(0.99, color="gray", ls=":", lw=1, label="0.99")
     axes[1].set_ylabel("correlation")
     for ax in axes:
@@ -111,9 +111,9 @@ def training_curve_plot(epochs, loss, correlation, path, *, floor: float | None 
 def profiles_vs_airy(curves: Mapping[str, tuple], path, *, R: float | Sequence[float], title: str | None = None,
                      styles: Mapping[str, str] | None = None) -> Path:
     """Radial profiles ``label -> (t, f)`` (already scaled) with the largest training radius ``R`` marked."""
-    fig, ax = plt.subplots(figsize=(6, 3.8))
+    fig, ax = subplots(figsize=(6, 3.8))
     for k, (lab, (t, f)) in enumerate(curves.items()):
-        ax.plot(_np(t), _np(f), (styles or {}).get(lab, "-"), label=lab, lw=1.6, ms=3.5)
+        ax.plot(to_numpy(t), to_numpy(f), (styles or {}).get(lab, "-"), label=lab, lw=1.6, ms=3.5)
     for Rv in np.atleast_1d(R):
         ax.axvline(float(Rv), color="gray", ls=":", lw=1)
     ax.axhline(0, color="k", lw=0.6)
@@ -129,10 +129,10 @@ def profiles_vs_airy(curves: Mapping[str, tuple], path, *, R: float | Sequence[f
 def cross_sections(outputs, radii, path, *, title: str | None = None, row: int | None = None) -> Path:
     """Fig. 4 (bottom): the central row of each output image, one curve per disk radius."""
     y = _img(outputs)
-    r = _np(radii).reshape(-1)
+    r = to_numpy(radii).reshape(-1)
     row = y.shape[1] // 2 if row is None else row
-    fig, ax = plt.subplots(figsize=(6, 3.6))
-    cmap = plt.get_cmap("viridis")
+    fig, ax = subplots(figsize=(6, 3.6))
+    cmap = get_cmap("viridis")
     for i in range(y.shape[0]):
         ax.plot(np.arange(y.shape[2]), y[i, row], color=cmap(i / max(1, y.shape[0] - 1)), lw=1.2, label=f"r={r[i]:.1f}")
     ax.set_xlabel("column (px)")
@@ -146,17 +146,17 @@ def cross_sections(outputs, radii, path, *, title: str | None = None, row: int |
 
 def amplitude_plot(radii, h, path, *, z=None, amplitude=None, r2: float | None = None) -> Path:
     """Left: ``h(r)`` of the rank-1 decomposition. Right (Fig. 11): code ``z`` against ``<f, 1_Br>/||f||^2``."""
-    r = _np(radii).reshape(-1)
+    r = to_numpy(radii).reshape(-1)
     ncols = 2 if (z is not None and amplitude is not None) else 1
-    fig, axes = plt.subplots(1, ncols, figsize=(4.6 * ncols, 3.6), squeeze=False)
+    fig, axes = subplots(1, ncols, figsize=(4.6 * ncols, 3.6), squeeze=False)
     order = np.argsort(r)
-    axes[0, 0].plot(r[order], _np(h).reshape(-1)[order], "-", color="C0")
+    axes[0, 0].plot(r[order], to_numpy(h).reshape(-1)[order], "-", color="C0")
     axes[0, 0].set_xlabel("radius r (px)")
     axes[0, 0].set_ylabel("h(r) (rank-1 amplitude)")
     axes[0, 0].grid(alpha=0.3)
     if ncols == 2:
-        a = _np(amplitude).reshape(-1)
-        zz = _np(z).reshape(-1)
+        a = to_numpy(amplitude).reshape(-1)
+        zz = to_numpy(z).reshape(-1)
         axes[0, 1].plot(a, zz, ".", ms=3, color="C1")
         c = float(a @ zz / (a @ a))
         xs = np.linspace(a.min(), a.max(), 50)
@@ -171,8 +171,8 @@ def amplitude_plot(radii, h, path, *, z=None, amplitude=None, r2: float | None =
 def interpolation_strip(images, zs, path, *, suptitle: str | None = None) -> Path:
     """Fig. 3 (left): decoded images for linearly increasing codes ``zs``."""
     y = _img(images)
-    z = _np(zs).reshape(-1)
-    fig, axes = plt.subplots(1, y.shape[0], figsize=(1.2 * y.shape[0], 1.6), squeeze=False)
+    z = to_numpy(zs).reshape(-1)
+    fig, axes = subplots(1, y.shape[0], figsize=(1.2 * y.shape[0], 1.6), squeeze=False)
     for j in range(y.shape[0]):
         ax = axes[0, j]
         ax.imshow(np.clip(y[j], 0, 1), cmap="gray", vmin=0, vmax=1)
@@ -186,7 +186,7 @@ def interpolation_strip(images, zs, path, *, suptitle: str | None = None) -> Pat
 
 def _aligned(z, r) -> np.ndarray:
     """Min-max normalised code, flipped if needed so that it increases with the radius overall."""
-    z = _np(z).reshape(-1).astype(float)
+    z = to_numpy(z).reshape(-1).astype(float)
     zn = (z - z.min()) / (np.ptp(z) or 1.0)
     return 1.0 - zn if np.ptp(z) > 0 and np.corrcoef(r, zn)[0, 1] < 0 else zn
 
@@ -198,12 +198,12 @@ def hole_errors_plot(radii, errors: Mapping[str, np.ndarray], codes: Mapping[str
                      hole: tuple[float, float]) -> Path:
     """Fig. 7: per regulariser, reconstruction MSE against radius (left, log) and code ``z`` against radius (right,
     normalised and sign-aligned); the unobserved radii ``hole`` are shaded."""
-    r = _np(radii).reshape(-1)
+    r = to_numpy(radii).reshape(-1)
     order = np.argsort(r)
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    fig, axes = subplots(1, 2, figsize=(11, 4))
     for k, lab in enumerate(errors):
         style = dict(color=_COLORS[k % 7], ls=_STYLES[k % 4], lw=1.5)
-        axes[0].plot(r[order], _np(errors[lab]).reshape(-1)[order], label=lab, **style)
+        axes[0].plot(r[order], to_numpy(errors[lab]).reshape(-1)[order], label=lab, **style)
         if lab in codes:
             axes[1].plot(r[order], _aligned(codes[lab], r)[order], marker=".", ms=3, label=lab, **style)
     for ax in axes:
@@ -221,7 +221,7 @@ def hole_errors_plot(radii, errors: Mapping[str, np.ndarray], codes: Mapping[str
 
 def hole_outputs_grid(inputs, outputs: Mapping[str, np.ndarray], radii, path, *, hole: tuple[float, float]) -> Path:
     """Fig. 6/7 (bottom): inputs and each regulariser's outputs; red border = radius in the hole."""
-    r = _np(radii).reshape(-1)
+    r = to_numpy(radii).reshape(-1)
     border = ["red" if hole[0] <= x <= hole[1] else "green" for x in r]
     rows = {"input": inputs, **outputs}
     return io_grid(rows, path, col_titles=[f"r={x:.1f}" for x in r], border=border)
@@ -232,15 +232,15 @@ def lambda_sweep_plot(radii, errors: Mapping[str, np.ndarray], lams, path, *, ho
     """Fig. 8: psi3 weight sweep. Left: MSE per radius for each weight (``errors[label]``, in the order of
     ``lams``), with the unregularised net (``baseline``) for reference. Right: mean MSE in / outside the
     hole against the weight."""
-    r = _np(radii).reshape(-1)
+    r = to_numpy(radii).reshape(-1)
     order = np.argsort(r)
     inh = (r >= hole[0]) & (r <= hole[1])
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    fig, axes = subplots(1, 2, figsize=(11, 4))
     if baseline is not None:
-        axes[0].plot(r[order], _np(baseline).reshape(-1)[order], color="k", lw=1.2, label="no regulariser")
+        axes[0].plot(r[order], to_numpy(baseline).reshape(-1)[order], color="k", lw=1.2, label="no regulariser")
     ins, outs = [], []
     for k, lab in enumerate(errors):
-        e = _np(errors[lab]).reshape(-1)
+        e = to_numpy(errors[lab]).reshape(-1)
         axes[0].plot(r[order], e[order], color=_COLORS[(k + 1) % 7], ls=_STYLES[k % 4], lw=1.5, label=f"psi3 {lab}")
         ins.append(e[inh].mean())
         outs.append(e[~inh].mean())
@@ -249,11 +249,11 @@ def lambda_sweep_plot(radii, errors: Mapping[str, np.ndarray], lams, path, *, ho
     axes[0].set_xlabel("radius r (px)")
     axes[0].set_ylabel("reconstruction MSE per disk")
     axes[0].legend(fontsize=7)
-    lam = _np(lams).astype(float)
+    lam = to_numpy(lams).astype(float)
     axes[1].plot(lam, ins, "o-", color="C3", label="radii in the hole")
     axes[1].plot(lam, outs, "s-", color="C0", label="observed radii")
     if baseline is not None:
-        b = _np(baseline).reshape(-1)
+        b = to_numpy(baseline).reshape(-1)
         axes[1].axhline(b[inh].mean(), color="C3", ls=":", lw=1, label="no regulariser, hole")
         axes[1].axhline(b[~inh].mean(), color="C0", ls=":", lw=1, label="no regulariser, observed")
     axes[1].set_xscale("log")
@@ -269,12 +269,12 @@ def lambda_sweep_plot(radii, errors: Mapping[str, np.ndarray], lams, path, *, ho
 def attribution_plot(inputs, attributions, radii, path, *, t=None, density=None) -> Path:
     """Integrated-gradients maps of ``z`` for a few disks, plus the attribution per unit input against radius."""
     x = _img(inputs)
-    A = _np(attributions)
-    r = _np(radii).reshape(-1)
+    A = to_numpy(attributions)
+    r = to_numpy(radii).reshape(-1)
     n = x.shape[0]
     extra = 1 if density is not None else 0
-    fig, axes = plt.subplots(1, n + extra, figsize=(1.9 * n + 3.2 * extra, 2.4), squeeze=False,
-                             gridspec_kw={"width_ratios": [1] * n + [1.7] * extra})
+    fig, axes = subplots(1, n + extra, figsize=(1.9 * n + 3.2 * extra, 2.4), squeeze=False,
+                         gridspec_kw={"width_ratios": [1] * n + [1.7] * extra})
     for j in range(n):
         m = float(np.abs(A[j]).max()) or 1.0
         axes[0, j].imshow(A[j], cmap="RdBu_r", vmin=-m, vmax=m)
@@ -284,7 +284,7 @@ def attribution_plot(inputs, attributions, radii, path, *, t=None, density=None)
         axes[0, j].set_title(f"r={r[j]:.1f}", fontsize=7)
     if extra:
         ax = axes[0, n]
-        ax.plot(_np(t), _np(density), ".-", ms=3)
+        ax.plot(to_numpy(t), to_numpy(density), ".-", ms=3)
         ax.set_xlabel("t (px)", fontsize=7)
         ax.set_ylabel("attribution / input", fontsize=7)
         ax.set_title("mean IG per unit input", fontsize=7)

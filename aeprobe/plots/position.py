@@ -6,7 +6,7 @@ from typing import Sequence
 
 import numpy as np
 
-from aeprobe.plots.common import _np, plt, savefig
+from aeprobe.plots.common import savefig, subplots, to_numpy
 
 __all__ = ["filters_vs_target", "encoding_plot", "dirac_decoding_plot"]
 
@@ -21,7 +21,7 @@ def filters_vs_target(filters: Sequence[np.ndarray], names: Sequence[str], cosin
     """
     tgt = np.asarray(target, float)
     n = len(filters)
-    fig, axes = plt.subplots(1, n, figsize=(1.9 * n + 0.5, 2.6), squeeze=False, sharey=True)
+    fig, axes = subplots(1, n, figsize=(1.9 * n + 0.5, 2.6), squeeze=False, sharey=True)
     sets = [(filters, cosines, "learned, biases", live)] + ([extra] if extra is not None else [])
     width = 0.8 / (len(sets) + 1)
     x = np.arange(tgt.size)
@@ -54,10 +54,10 @@ def filters_vs_target(filters: Sequence[np.ndarray], names: Sequence[str], cosin
 
 def encoding_plot(positions, z, closed, path, *, scale: float, r2: float) -> Path:
     """Code of one-hot inputs against position, with the closed form ``c (2^L - a)`` (Prop. 3)."""
-    a = _np(positions)
-    fig, ax = plt.subplots(figsize=(5.5, 3.6))
-    ax.plot(a, _np(z), "o", ms=3, label="learned encoder E(x_a)")
-    ax.plot(a, scale * _np(closed), "k-", lw=1, label=f"{scale:.3g}·(2^L − a), R²={r2:.4f}")
+    a = to_numpy(positions)
+    fig, ax = subplots(figsize=(5.5, 3.6))
+    ax.plot(a, to_numpy(z), "o", ms=3, label="learned encoder E(x_a)")
+    ax.plot(a, scale * to_numpy(closed), "k-", lw=1, label=f"{scale:.3g}·(2^L − a), R²={r2:.4f}")
     ax.set_xlabel("position a of the one-hot")
     ax.set_ylabel("code z")
     ax.grid(alpha=0.3)
@@ -67,13 +67,13 @@ def encoding_plot(positions, z, closed, path, *, scale: float, r2: float) -> Pat
 
 def dirac_decoding_plot(outputs, positions, codes, path, *, n_lines: int = 6) -> Path:
     """Fig. 10: normalised decoded signals (rows sorted by code) as an image, plus a few of them as curves."""
-    y = _np(outputs).astype(float)
-    a = _np(positions).reshape(-1)
-    z = _np(codes).reshape(-1)
+    y = to_numpy(outputs).astype(float)
+    a = to_numpy(positions).reshape(-1)
+    z = to_numpy(codes).reshape(-1)
     order = np.argsort(z)
     peak = np.abs(y).max(axis=1, keepdims=True)
     yn = y / np.where(peak > 0, peak, 1.0)
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+    fig, axes = subplots(1, 2, figsize=(10, 3.8))
     im = axes[0].imshow(yn[order], aspect="auto", cmap="magma", vmin=min(0.0, yn.min()), vmax=1,
                         extent=(-0.5, y.shape[1] - 0.5, len(z) - 0.5, -0.5))
     axes[0].plot(a[order], np.arange(len(z)), "c.", ms=2, label="true position a")

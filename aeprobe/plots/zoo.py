@@ -11,12 +11,12 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from aeprobe.plots.common import image_grid, plt, savefig
+from aeprobe.plots.common import get_cmap, image_grid, Line2D, savefig, subplots
 
 __all__ = ["image_rows", "latent_scatter", "roc_curves", "bar_chart", "grouped_bars", "loss_curves"]
 
 
-def _np(a) -> np.ndarray:
+def to_numpy(a) -> np.ndarray:
     if hasattr(a, "detach"):
         a = a.detach().cpu().numpy()
     return np.asarray(a)
@@ -28,7 +28,7 @@ def image_rows(rows: Mapping[str, object], path: str | os.PathLike, *, titles: S
     labels = list(rows)
     if not labels:
         raise ValueError("image_rows needs at least one row")
-    arrs = [_np(rows[k]) for k in labels]
+    arrs = [to_numpy(rows[k]) for k in labels]
     k = arrs[0].shape[0]
     if any(a.shape[0] != k for a in arrs):
         raise ValueError(f"every row needs the same number of images, got {[a.shape[0] for a in arrs]}")
@@ -41,19 +41,19 @@ def latent_scatter(points: Mapping[str, object], labels, path: str | os.PathLike
                    notes: Mapping[str, str] | None = None, ncols: int = 3) -> Path:
     """Panels of 2-D embeddings (``name -> [N, 2]``) coloured by integer ``labels``."""
     names = list(points)
-    y = _np(labels).astype(int)
+    y = to_numpy(labels).astype(int)
     nrows = int(np.ceil(len(names) / ncols))
-    fig, axes = plt.subplots(nrows, ncols, figsize=(3.2 * ncols, 3.0 * nrows), squeeze=False)
-    cmap = plt.get_cmap("tab10")
+    fig, axes = subplots(nrows, ncols, figsize=(3.2 * ncols, 3.0 * nrows), squeeze=False)
+    cmap = get_cmap("tab10")
     for ax, name in zip(axes.flat, names):
-        p = _np(points[name])
+        p = to_numpy(points[name])
         ax.scatter(p[:, 0], p[:, 1], c=[cmap(int(v) % 10) for v in y], s=5, alpha=0.8, linewidths=0)
         ax.set_title(name + (f"\n{notes[name]}" if notes and name in notes else ""), fontsize=8)
         ax.set_xticks([])
         ax.set_yticks([])
     for ax in list(axes.flat)[len(names):]:
         ax.axis("off")
-    handles = [plt.Line2D([], [], marker="o", ls="", color=cmap(c % 10), label=str(c)) for c in np.unique(y)]
+    handles = [Line2D([], [], marker="o", ls="", color=cmap(c % 10), label=str(c)) for c in np.unique(y)]
     fig.legend(handles=handles, loc="center right", fontsize=7, title="class")
     fig.suptitle(f"latent codes of test images, {method} to 2-D", fontsize=10)
     return savefig(fig, path)
@@ -61,9 +61,9 @@ def latent_scatter(points: Mapping[str, object], labels, path: str | os.PathLike
 
 def roc_curves(curves: Mapping[str, tuple], path: str | os.PathLike, *, title: str | None = None) -> Path:
     """ROC curves ``name -> (fpr, tpr, auc)`` on one axis, AUC in the legend."""
-    fig, ax = plt.subplots(figsize=(5.2, 4.6))
+    fig, ax = subplots(figsize=(5.2, 4.6))
     for name, (fpr, tpr, auc) in curves.items():
-        ax.plot(_np(fpr), _np(tpr), lw=1.3, label=f"{name} ({auc:.3f})")
+        ax.plot(to_numpy(fpr), to_numpy(tpr), lw=1.3, label=f"{name} ({auc:.3f})")
     ax.plot([0, 1], [0, 1], "k:", lw=0.8)
     ax.set_xlabel("false positive rate")
     ax.set_ylabel("true positive rate")
@@ -81,7 +81,7 @@ def bar_chart(values: Mapping[str, float], path: str | os.PathLike, *, errors: M
     names = list(values)
     v = np.array([np.nan if values[n] is None else float(values[n]) for n in names])
     err = None if errors is None else np.array([float(errors.get(n) or 0.0) for n in names])
-    fig, ax = plt.subplots(figsize=(0.7 * len(names) + 2.5, 3.6))
+    fig, ax = subplots(figsize=(0.7 * len(names) + 2.5, 3.6))
     ax.bar(range(len(names)), v, yerr=err, capsize=3, color="tab:blue", alpha=0.8)
     if reference is not None:
         ax.axhline(reference[1], color="k", ls="--", lw=1, label=reference[0])
@@ -109,7 +109,7 @@ def grouped_bars(groups: Mapping[str, Mapping[str, float]], path: str | os.PathL
     if logy:
         pos = vals[vals > 0]
         floor = floor if floor is not None else (pos.min() / 10 if pos.size else 1e-12)
-    fig, ax = plt.subplots(figsize=(1.1 * len(cats) + 2.5, 3.8))
+    fig, ax = subplots(figsize=(1.1 * len(cats) + 2.5, 3.8))
     width = 0.8 / len(series)
     for i, s in enumerate(series):
         x = np.arange(len(cats)) + (i - (len(series) - 1) / 2) * width
@@ -135,13 +135,13 @@ def grouped_bars(groups: Mapping[str, Mapping[str, float]], path: str | os.PathL
 def loss_curves(curves: Mapping[str, tuple], path: str | os.PathLike, *, ylabel: str = "loss",
                 title: str | None = None, logy: bool = True) -> Path:
     """Per-epoch ``name -> (train, val or None)`` curves; validation dashed in the same colour."""
-    fig, ax = plt.subplots(figsize=(6.0, 4.0))
-    cmap = plt.get_cmap("tab10")
+    fig, ax = subplots(figsize=(6.0, 4.0))
+    cmap = get_cmap("tab10")
     for i, (name, (tr, va)) in enumerate(curves.items()):
-        tr = _np(tr)
+        tr = to_numpy(tr)
         ax.plot(np.arange(1, tr.size + 1), tr, color=cmap(i % 10), lw=1.2, label=name)
         if va is not None and len(va):
-            va = _np(va)
+            va = to_numpy(va)
             ax.plot(np.arange(1, va.size + 1), va, color=cmap(i % 10), lw=1.0, ls="--")
     ax.set_xlabel("epoch")
     ax.set_ylabel(ylabel)
