@@ -61,6 +61,7 @@ from torch import nn
 from aeprobe.checkpoint import Checkpoint, CheckpointError, load_checkpoint, read_checkpoint, save_checkpoint
 from aeprobe.device import resolve_device
 from aeprobe.utils import check_tensor, eval_mode
+from aeprobe.view import Autoencoder, as_view
 
 LossFn = Callable[[nn.Module, torch.Tensor, torch.Tensor], Any]
 Regularizer = Callable[[nn.Module, torch.Tensor], torch.Tensor]
@@ -94,9 +95,11 @@ class TrainResult:
         return self.history["train_loss"][-1] if self.history.get("train_loss") else float("nan")
 
 
-def mse_loss(model: nn.Module, xb: torch.Tensor, yb: torch.Tensor) -> torch.Tensor:
-    """Default loss: ``mean((model(xb) - yb)**2)``."""
-    out = model(xb)
+def mse_loss(model, xb: torch.Tensor, yb: torch.Tensor) -> torch.Tensor:
+    """Default loss: ``mean((x_hat - yb)**2)`` with ``x_hat`` the reconstruction read through
+    :func:`aeprobe.autoencoder` (``model`` a module or a view): a tuple, dict or output object
+    returned by ``model(xb)`` is read like every probe reads it."""
+    out = as_view(model).reconstruct(xb)
     if out.shape != yb.shape:
         raise ValueError(f"model output shape {tuple(out.shape)} does not match target shape {tuple(yb.shape)}")
     return torch.mean((out - yb) ** 2)
@@ -151,7 +154,7 @@ def _run_config(**kw) -> dict[str, Any]:
 
 
 def train(
-    model: nn.Module,
+    model: nn.Module | Autoencoder,
     x: torch.Tensor,
     y: torch.Tensor | None = None,
     *,
@@ -175,7 +178,8 @@ def train(
 ) -> TrainResult:
     """Train ``model`` in place on ``(x, y)`` (``y = x`` when None) and return a :class:`TrainResult`.
 
-    ``loss_fn(model, xb, yb)`` returns a scalar tensor or ``(loss, {name: float})`` (extras
+    ``model`` is an ``nn.Module`` or an :func:`aeprobe.autoencoder` view (then its module is
+    trained, and ``loss_fn`` receives the view). ``loss_fn(model, xb, yb)`` returns a scalar tensor or ``(loss, {name: float})`` (extras
     are logged per epoch); default :func:`mse_loss`.  ``regularizer(model, xb)`` returns a
     scalar already multiplied by its weight (see :mod:`aeprobe.regularizers`).
     ``channels_last`` puts the model and 4-D data in NHWC layout (same maths, much faster
@@ -207,8 +211,11 @@ def train(
     and batch when the loss becomes NaN/inf, or the epoch, batch and parameter when a gradient
     does (weights are left as before that step).
     """
+    target = model  # what loss_fn receives: the caller's module or view
+    if isinstance(model, Autoencoder):
+        model = model.model
     if not isinstance(model, nn.Module):
-        raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
+        raise TypeError(f"model must be an nn.Module or an aeprobe.autoencoder(...) view, got {type(model).__name__}")
     for name, val in (("epochs", epochs), ("batch_size", batch_size), ("checkpoint_every", checkpoint_every)):
         if isinstance(val, bool) or not isinstance(val, int):
             raise TypeError(f"{name} must be an int, got {type(val).__name__}")
@@ -231,6 +238,9 @@ def train(
             raise ValueError(f"x_val samples have shape {tuple(x_val.shape[1:])}, x samples {tuple(x.shape[1:])}")
         y_val = x_val if y_val is None else check_tensor("y_val", y_val, n=x_val.shape[0])
     loss_fn = mse_loss if loss_fn is None else loss_fn
+    if target is not model:
+        user_loss = loss_fn
+        loss_fn = lambda _module, xb, yb: user_loss(target, xb, yb)  # noqa: E731
     if modes not in ("auto", "keep", "train"):
         raise ValueError(f"modes must be 'auto', 'keep' or 'train', got {modes!r}")
     dev = resolve_device(device)
