@@ -35,6 +35,7 @@ from aeprobe.view import autoencoder
 from autoencoders import (CODE, N_SIGNAL, WRAPS, UNet, all_kinds, images, references, sequential_ae,
                           signal_kinds, signal_references, wrap)
 from theory.position import triangular_dirac
+from _ae_cases import TinyAE
 
 X = images(24)
 Y = (X.mean((1, 2, 3)) > X.mean()).long()
@@ -230,17 +231,17 @@ def test_probes_move_the_model_to_their_device_and_back(probe):
     """Only one device here, so ``model.to`` is recorded instead of run: the probe must ask for
     ``device`` once and for the model's own device after, i.e. it leaves the model where it was."""
     torch.manual_seed(0)
-    from autoencoders import TupleVAE
-
-    vae = TupleVAE()
+    # the package's own shape (tensor outputs, .encoder/.decoder): only the device is under test
+    model = TinyAE(nn.Sequential(nn.Flatten(), nn.Linear(64, CODE)),
+                   nn.Sequential(nn.Linear(CODE, 64), nn.Unflatten(1, (1, 8, 8))))
     moves: list[torch.device] = []
 
     def record(*args, **kwargs):
         moves.append(torch.device(args[0]))
-        return vae
+        return model
 
-    vae.to = record  # instance attribute: the probe's model.to(...) lands here
-    DEVICE_PROBES[probe](vae, "meta")
+    model.to = record  # instance attribute: the probe's model.to(...) lands here
+    DEVICE_PROBES[probe](model, "meta")
     assert moves and moves[0] == torch.device("meta") and moves[-1] == torch.device("cpu"), moves
     assert moves.count(torch.device("meta")) == moves.count(torch.device("cpu")), moves
 
