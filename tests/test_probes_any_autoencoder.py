@@ -286,3 +286,27 @@ def test_random_wrapped_outputs_give_the_same_numbers(enc_kind, out_kind, dec_ki
         np.testing.assert_allclose(frames[:, 0], rec[:2].numpy(), rtol=1e-5, atol=1e-6)
         np.testing.assert_allclose(frames[:, 2], rec[2:4].numpy(), rtol=1e-5, atol=1e-6)
     assert decoder_homogeneity(m, codes=torch.randn(4, code, generator=g)).max_rel_error < 1e-5
+
+
+# ----------------------------------------------------------------------------------------- dtypes
+def test_float32_data_runs_on_a_float64_model_and_lossy_casts_are_refused_before_any_forward():
+    from autoencoders import TupleVAE
+
+    torch.manual_seed(0)
+    vae = TupleVAE().double()
+    ae = autoencoder(vae)
+    rep = outlier_auroc(ae, X[:12], NOISE, clip=None)  # float32 images into a float64 model: lossless
+    with torch.no_grad():
+        want = _mse(vae.eval()(X[:12].double())[0], X[:12]).mean()
+    assert rep.mean_error_in == pytest.approx(want, rel=1e-12)  # the model ran in float64
+    assert interpolate(ae, X[0], X[1], 3).shape == (3, 1, 8, 8)
+    assert decoder_homogeneity(ae, codes=torch.randn(4, CODE)).dtype == "float64"
+    m32 = TupleVAE()
+    calls, handles = _count_forwards(m32)
+    try:
+        with pytest.raises(TypeError, match="lose precision"):
+            outlier_auroc(m32, X.double(), NOISE.double())  # float64 data into a float32 model: refused
+    finally:
+        for h in handles:
+            h.remove()
+    assert calls == []
