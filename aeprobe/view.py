@@ -21,7 +21,8 @@ decode         ``decode=`` callable; ``decoder=`` module(s); ``model.decode``; `
                for an ``nn.Sequential`` read with ``code_at=`` one of its children, the children
                after it
 reconstruct    ``model(x)`` read with ``output=``; ``decode(encode(x))`` when the model has no
-               ``forward`` of its own
+               ``forward`` of its own; none for an encoder with an ``encode`` method only (the
+               view then serves the probes that only encode)
 =============  =============================================================================
 
 What a call returns is normalised to one tensor (:func:`pick`):
@@ -195,6 +196,10 @@ def _run_chain(mods: Sequence[tuple[str, nn.Module]], x: Any) -> Any:
     return x
 
 
+def _shown(name: str) -> str:
+    return name if name else "(the model itself)"
+
+
 def _callable_name(fn: Callable) -> str:
     name = getattr(fn, "__qualname__", None) or getattr(fn, "__name__", None) or type(fn).__name__
     return name if name != "<lambda>" else "a lambda"
@@ -242,7 +247,7 @@ class Autoencoder:
         elif encoder is not None:
             self._enc_modules = _as_modules(model, encoder, "encoder=")
             self._enc = lambda x: _run_chain(self._enc_modules, x)
-            self._enc_src = "encoder=" + " -> ".join(n for n, _ in self._enc_modules)
+            self._enc_src = "encoder=" + " -> ".join(_shown(n) for n, _ in self._enc_modules)
         elif code_at is not None:
             if not isinstance(code_at, str):
                 raise TypeError(f"code_at= must be a submodule name, got {type(code_at).__name__}")
@@ -266,7 +271,7 @@ class Autoencoder:
         elif decoder is not None:
             self._dec_modules = _as_modules(model, decoder, "decoder=")
             self._dec = lambda z: _run_chain(self._dec_modules, z)
-            self._dec_src = "decoder=" + " -> ".join(n for n, _ in self._dec_modules)
+            self._dec_src = "decoder=" + " -> ".join(_shown(n) for n, _ in self._dec_modules)
         elif code_at is not None and isinstance(model, nn.Sequential) and code_at in model._modules:
             names = list(model._modules)
             rest = names[names.index(code_at) + 1:]
@@ -300,9 +305,8 @@ class Autoencoder:
             self._rec, self._rec_src = model, "model(x)"
         elif self._enc is not None and self._dec is not None:
             self._rec, self._rec_src = (lambda x: self.decode(self.encode(x))), "decode(encode(x))"
-        else:
-            raise TypeError(f"{type(model).__name__} has no forward() and the view cannot build "
-                            "decode(encode(x)); pass encode=/encoder= and decode=/decoder=")
+        else:  # e.g. an encoder with an encode method only: fine for the probes that only encode
+            self._rec, self._rec_src = None, None
 
     # ------------------------------------------------------------------------------- what it has
     @property
@@ -313,8 +317,12 @@ class Autoencoder:
     def can_decode(self) -> bool:
         return self._dec is not None
 
+    @property
+    def can_reconstruct(self) -> bool:
+        return self._rec is not None
+
     def require(self, *needs: str, probe: str = "this probe") -> None:
-        """Raise ``TypeError`` before any work when the view lacks ``"encode"`` or ``"decode"``.
+        """Raise ``TypeError`` before any work when the view lacks ``"encode"``, ``"decode"`` or ``"reconstruct"``.
 
         The message names the missing piece and the argument of :func:`autoencoder` that supplies it.
         """
@@ -322,14 +330,20 @@ class Autoencoder:
             if need == "encode" and not self.can_encode:
                 raise TypeError(
                     f"{probe} needs encode(x), and {type(self.model).__name__} has no encode method or .encoder "
-                    "submodule; read it with aeprobe.autoencoder(model, encoder=... | code_at=... | encode=...)")
+                    "submodule; read it with aeprobe.autoencoder(model, encoder=... | code_at=... | encode=...) "
+                    "(a model that is itself the encoder: aeprobe.autoencoder(enc, encoder=enc))")
             if need == "decode" and not self.can_decode:
                 why = (f"read with code_at={self.code_at!r}, the decoder is unknown" if self.code_at is not None
                        else f"{type(self.model).__name__} has no decode method or .decoder submodule")
                 raise TypeError(f"{probe} needs decode(z), and {why}; pass decoder= (submodule names) or decode= "
-                                "(a callable z -> x_hat) to aeprobe.autoencoder")
-            if need not in ("encode", "decode"):
-                raise ValueError(f"unknown need {need!r}; use 'encode' or 'decode'")
+                                "(a callable z -> x_hat) to aeprobe.autoencoder (a model that is itself the "
+                                "decoder: aeprobe.autoencoder(dec, decoder=dec))")
+            if need == "reconstruct" and not self.can_reconstruct:
+                raise TypeError(f"{probe} needs the reconstruction x_hat of x, and {type(self.model).__name__} has "
+                                "no forward() and no encode and decode to build decode(encode(x)) from; pass "
+                                "reconstruct= (a callable x -> x_hat), or encode=/encoder= and decode=/decoder=")
+            if need not in ("encode", "decode", "reconstruct"):
+                raise ValueError(f"unknown need {need!r}; use 'encode', 'decode' or 'reconstruct'")
 
     @property
     def device(self) -> torch.device:
@@ -341,13 +355,16 @@ class Autoencoder:
 
     # ------------------------------------------------------------------------------- calls
     def prepare(self, x: Any, name: str = "x") -> torch.Tensor:
-        """``x`` as a tensor of the model's dtype on its device, when the cast loses nothing."""
+        """``x`` as a tensor of the model's dtype on its device, when the cast loses nothing.
+
+        A model without floating parameters or buffers has no dtype of its own: ``x`` keeps its dtype.
+        """
         if isinstance(x, np.ndarray):
             x = torch.from_numpy(np.ascontiguousarray(x))
         if not isinstance(x, torch.Tensor):
             raise TypeError(f"{name} must be a torch.Tensor or numpy array, got {type(x).__name__}")
-        want = self.dtype
-        if x.dtype != want:
+        want = _float_state_dtype(self.model)
+        if want is not None and x.dtype != want:
             if x.is_floating_point() or x.is_complex():
                 if not _lossless(x.dtype, want):
                     raise TypeError(f"{name} is {x.dtype} but the model computes in {want}; casting would lose "
@@ -381,6 +398,7 @@ class Autoencoder:
 
     def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
         """The reconstruction of ``x`` (``model(x)`` read with ``output=``)."""
+        self.require("reconstruct", probe="reconstruct(x)")
         x = self.prepare(x)
         out = self._rec(x)
         if self._rec is self.model:
@@ -439,6 +457,7 @@ class Autoencoder:
 
     def reconstructions(self, x, *, batch_size: int = 256, device=None) -> torch.Tensor:
         """Reconstructions of ``x`` in eval mode, batch by batch, on CPU."""
+        self.require("reconstruct", probe="reconstructions(x)")
         x = _as_batch(x)
         with self.evaluating(device):
             self._warn_if_random(x[:batch_size])
@@ -540,15 +559,27 @@ class Autoencoder:
         def row(label, src, key):
             if src is None:
                 return f"  {label:<12} -"
-            how = self._picked.get(key)
+            how = getattr(self, "_picked", {}).get(key)
             tail = "" if how is None else (f" -> {how}" if how else " -> tensor")
             return f"  {label:<12} {src}{tail}" + ("" if how is not None else " (not called yet)")
 
-        lines = [f"Autoencoder({type(self.model).__name__})",
-                 row("encode", self._enc_src, "code"),
-                 row("decode", self._dec_src, "decode"),
-                 row("reconstruct", self._rec_src, "output" if self._rec is self.model else "decode")]
+        lines = [f"Autoencoder({type(getattr(self, 'model', None)).__name__})",
+                 row("encode", getattr(self, "_enc_src", None), "code"),
+                 row("decode", getattr(self, "_dec_src", None), "decode"),
+                 row("reconstruct", getattr(self, "_rec_src", None),
+                     "output" if getattr(self, "_rec", None) is getattr(self, "model", None) else "decode")]
         return "\n".join(lines)
+
+
+def _float_state_dtype(model: nn.Module) -> torch.dtype | None:
+    """dtype of the model's first floating parameter or buffer; ``None`` when it has none."""
+    for t in model.parameters():
+        if t.is_floating_point():
+            return t.dtype
+    for t in model.buffers():
+        if t.is_floating_point():
+            return t.dtype
+    return None
 
 
 def _as_batch(x, name: str = "x") -> torch.Tensor:

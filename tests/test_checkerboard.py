@@ -11,10 +11,10 @@ from hypothesis import strategies as st
 from aeprobe.data import digits
 from aeprobe.models.conv import ConvAE
 from aeprobe.models.upsample import make_upsample
-from aeprobe.probes._batch import codes
 from aeprobe.probes.checkerboard import (alias_energy, alias_stats, checkerboard_probe, constant_codes,
                                          random_codes)
 from aeprobe.train import train
+from aeprobe.view import autoencoder
 
 
 def _ones_upsampler(kind: str, k: int) -> torch.nn.Module:
@@ -158,7 +158,7 @@ def test_trained_transposed_k3_scores_worse_than_resize_conv():
         torch.manual_seed(0)
         m = ConvAE(upsample=kind, kernel_size=3)
         train(m, xtr, epochs=15, batch_size=32, lr=3e-3, progress=False, seed=0)
-        z = codes(m, xte, flatten=False)
+        z = autoencoder(m).codes(xte, flatten=False)
         reps[kind] = checkerboard_probe(m, data_codes=z, code_shape=(4, 16, 16), n=16, crop=12)
     t, r = reps["transposed"], reps["nearest"]
     assert r.constant.alias_rms < 1e-6 and r.constant.nyquist_fraction == 0.0

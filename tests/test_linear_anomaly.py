@@ -118,6 +118,21 @@ def test_clipping_to_one_as_in_the_paper():
     np.testing.assert_allclose(clipped_errors(ZeroAE(), x_in, clip=None), [0.5, 1.2], rtol=1e-6)
 
 
+def test_bad_clip_is_refused_before_any_forward():
+    model = ZeroAE()
+    calls = []
+    model.register_forward_pre_hook(lambda mod, args: calls.append(1))
+    x = _const([1.0] * 8)
+    for bad in (0.0, -1.0, float("nan")):
+        with pytest.raises(ValueError, match="clip"):
+            outlier_auroc(model, x, x, clip=bad)
+        with pytest.raises(ValueError, match="clip"):
+            clipped_errors(model, x, clip=bad)
+    assert calls == []  # used to run two full forward passes first
+    outlier_auroc(model, x, x)
+    assert calls  # the hook does count forwards
+
+
 def test_auroc_orientation_and_errors():
     assert auroc_from_scores([0.1, 0.2], [0.3, 0.4]) == 1.0  # outliers are the positive class
     assert auroc_from_scores([0.3, 0.4], [0.1, 0.2]) == 0.0

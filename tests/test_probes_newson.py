@@ -17,6 +17,7 @@ from aeprobe.probes.homogeneity import decoder_homogeneity
 from aeprobe.probes.position_filter import dirac_decoding, filter_cosine, position_encoding
 from aeprobe.probes.profile import compare_profiles, compare_to_airy, data_optimal_profile, rank1_floor_mse
 from aeprobe.probes.separable import radial_profile, separable_decomposition, separable_profile
+from aeprobe.view import autoencoder
 from theory.disks import airy_profile, optimal_amplitude, radial_image
 from theory.position import FILTER, encode, triangular_dirac
 
@@ -61,9 +62,14 @@ def conv_decoder(bias: bool, seed: int, width: int = 4) -> nn.Sequential:
 # ----------------------------------------------------------------------------- homogeneity (Prop. 1)
 
 
+def bare(dec: nn.Module):
+    """A module that is itself the decoder, read as such (the probes do not guess it)."""
+    return autoencoder(dec, decoder=dec)
+
+
 def test_homogeneity_exact_for_scaled_airy_decoder():
     dec = ScaledImageDecoder(airy_image())
-    rep = decoder_homogeneity(dec, data_codes=torch.linspace(0.1, 3.0, 16)[:, None])
+    rep = decoder_homogeneity(bare(dec), data_codes=torch.linspace(0.1, 3.0, 16)[:, None])
     # float32 rounding of z*f vs lambda*(z*f): relative error ~1e-7
     assert rep.max_rel_error < 1e-6
     assert rep.holds(1e-5)
@@ -72,7 +78,7 @@ def test_homogeneity_exact_for_scaled_airy_decoder():
 
 
 def test_homogeneity_violated_with_bias():
-    rep = decoder_homogeneity(ScaledImageDecoder(airy_image(), bias=0.1), data_codes=torch.linspace(0.1, 3.0, 16))
+    rep = decoder_homogeneity(bare(ScaledImageDecoder(airy_image(), bias=0.1)), data_codes=torch.linspace(0.1, 3.0, 16))
     # D(lz) - l D(z) = (1 - l) b: at l = 1e3 the relative error is ~|b| * 1e3 * sqrt(4096) / (l ||z f||) >> 1e-3
     assert rep.max_rel_error > 1e-2
     assert not rep.holds(1e-5)
@@ -88,11 +94,11 @@ def test_homogeneity_of_random_conv_decoders(seed, signs):
         z = -z
     elif signs == "both":
         z[::2] = -z[::2]
-    rep = decoder_homogeneity(conv_decoder(False, seed), data_codes=z)
+    rep = decoder_homogeneity(bare(conv_decoder(False, seed)), data_codes=z)
     # float32: a few ulps per layer, well below 1e-5
     assert rep.max_rel_error < 1e-5
     assert rep.signs_used == signs
-    biased = decoder_homogeneity(conv_decoder(True, seed), data_codes=z)
+    biased = decoder_homogeneity(bare(conv_decoder(True, seed)), data_codes=z)
     # PyTorch's default bias init (U(-1/sqrt(fan_in), ..)) makes D(0) != 0: the relative error at
     # lambda = 1e-3 is then of order ||D(0)|| / (1e-3 ||D(z)||) >> 1e-3
     assert biased.max_rel_error > 1e-3
@@ -116,9 +122,12 @@ def test_homogeneity_on_autoencoder_uses_decode_and_code_shape():
 def test_homogeneity_bad_input():
     dec = ScaledImageDecoder(airy_image())
     with pytest.raises(ValueError, match="codes"):
-        decoder_homogeneity(dec)
+        decoder_homogeneity(bare(dec))
     with pytest.raises(ValueError, match="NaN"):
-        decoder_homogeneity(dec, data_codes=torch.tensor([1.0, float("nan")]))
+        decoder_homogeneity(bare(dec), data_codes=torch.tensor([1.0, float("nan")]))
+    # a module with no decode/.decoder is not taken for a decoder: the error says how to read it
+    with pytest.raises(TypeError, match=r"decoder_homogeneity needs decode\(z\).*autoencoder\(dec, decoder=dec\)"):
+        decoder_homogeneity(dec, data_codes=torch.ones(3, 1))
 
 
 # ----------------------------------------------------------------------------- separable output (Eq. 5)
@@ -342,7 +351,32 @@ def test_filter_cosine_of_other_filter():
     rep = filter_cosine(HandSetEncoder(2, filt=w))
     np.testing.assert_allclose(rep.cosines, 2 / np.sqrt(6), rtol=1e-6)
     with pytest.raises(ValueError, match="no 1-D conv"):
-        filter_cosine(nn.Sequential(nn.Linear(3, 3)))
+        filter_cosine(nn.Sequential(nn.Linear(3, 3)), part=None)
+
+
+def test_filter_cosine_part_is_resolved_never_guessed():
+    """A misspelt part is a KeyError with close matches (it used to fall back to the whole model)."""
+    L = 3
+    enc = HandSetEncoder(L, filt=np.array([1.0, 0.0, -1.0]))
+    ae_like = nn.Module()  # an autoencoder whose decoder also has 1-D size-3 convs, all of them [1, 2, 1]
+    ae_like.encoder = enc.encoder
+    ae_like.decoder = nn.Sequential(*[nn.Conv1d(1, 1, 3, padding=1, bias=False) for _ in range(2)])
+    with torch.no_grad():
+        for m in ae_like.decoder:
+            m.weight.copy_(torch.tensor([[[1.0, 2.0, 1.0]]]))
+    with pytest.raises(KeyError, match=r"no module named 'encodr'.*close matches: 'encoder'"):
+        filter_cosine(ae_like, part="encodr")
+    rep = filter_cosine(ae_like)  # default part: the encoder only, named as in the model
+    assert rep.layers == ["encoder.0", "encoder.1", "encoder.2"]
+    np.testing.assert_allclose(rep.cosines, 0.0, atol=1e-7)  # [1, 0, -1] is orthogonal to [1, 2, 1]
+    assert len(filter_cosine(ae_like, part=None).layers) == 5  # the whole model, asked for explicitly
+    assert filter_cosine(ae_like, part="decoder").cosines == pytest.approx([1.0, 1.0])
+    # a bare encoder network has no part called "encoder": say so, and how to read it
+    bare_enc = enc.encoder
+    with pytest.raises(KeyError, match="part=None"):
+        filter_cosine(bare_enc)
+    assert len(filter_cosine(bare_enc, part=None).layers) == L
+    assert len(filter_cosine(autoencoder(bare_enc, encoder=bare_enc)).layers) == L
 
 
 def test_filter_cosine_ignores_taps_that_only_see_padding():
@@ -396,7 +430,7 @@ def test_dirac_decoding_shift_and_ripples():
             far = np.abs(np.arange(n)[None, :] - pos[:, None]) > 4
             return torch.tensor(y + 0.1 * far, dtype=torch.float32)[:, None]
 
-    rep = dirac_decoding(Shifted(), a, n, codes=torch.tensor(a)[:, None])
+    rep = dirac_decoding(bare(Shifted()), a, n, codes=torch.tensor(a)[:, None])
     assert rep.centroid_error == pytest.approx(0.3, abs=1e-5)
     assert rep.argmax_error == pytest.approx(np.mean(np.abs(np.round(a + 0.3) - a)))
     near = triangular_dirac(a + 0.3, n)

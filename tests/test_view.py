@@ -1,8 +1,6 @@
 """aeprobe.autoencoder: one view that reads any autoencoder, and says what it picked."""
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 import pytest
 import torch
@@ -13,8 +11,8 @@ from torch import nn
 import aeprobe
 from aeprobe.state import assert_unchanged, snapshot
 from aeprobe.view import Autoencoder, autoencoder, pick
-from autoencoders import (CODE, SHAPE, CallableOnlyAE, DictAE, LibraryAE, TupleVAE, UNet, all_kinds, images,
-                          sequential_ae)
+from autoencoders import (CODE, SHAPE, CallableOnlyAE, DictAE, LibraryAE, Out, TupleVAE, UNet, all_kinds, images,
+                          sequential_ae, wrap)
 
 
 def test_exported_at_top_level():
@@ -293,34 +291,6 @@ def test_every_kind_encodes_decodes_and_reconstructs():
 
 
 # ----------------------------------------------------------------------------------------- property tests
-@dataclass
-class Out:
-    x_hat: torch.Tensor
-    z: torch.Tensor
-
-
-class Normalish:
-    def __init__(self, mean):
-        self.mean = mean
-
-
-def _wrap(kind: str, t: torch.Tensor, other: torch.Tensor, role: str, pos: int):
-    if kind == "tensor":
-        return t
-    if kind == "tuple":
-        items = [other.shape, other.sum()]  # non-tensor and tensor fillers; t is the first tensor
-        items = [None] * pos + [t, other]
-        return tuple(items)
-    if kind == "list":
-        return [None] * pos + [t, other]
-    if kind == "dict":
-        key = "recon" if role == "output" else "mu"
-        return {"other": "text", key: t, "logvar": other} if role == "code" else {key: t, "n": 3}
-    if kind == "object":
-        return Out(x_hat=t, z=other) if role == "output" else Normalish(t)
-    raise AssertionError(kind)
-
-
 @settings(max_examples=40)
 @given(enc_kind=st.sampled_from(["tensor", "tuple", "list", "dict", "object"]),
        out_kind=st.sampled_from(["tensor", "tuple", "list", "dict", "object"]),
@@ -334,14 +304,14 @@ def test_random_models_are_read_right(enc_kind, out_kind, pos, code, n, width):
 
         def encode(self, x):
             z = self.e(x)
-            return _wrap(enc_kind, z, z * 0 + 7, "code", pos)
+            return wrap(enc_kind, z, z * 0 + 7, "code", pos)
 
         def decode(self, z):
             return self.d(z)
 
         def forward(self, x):
             z = self.e(x)
-            return _wrap(out_kind, self.d(z), z, "output", pos)
+            return wrap(out_kind, self.d(z), z, "output", pos)
 
     torch.manual_seed(code * 10 + width)
     m = Random()
@@ -395,3 +365,45 @@ def test_random_forward_is_warned_and_decode_reconstruction_is_deterministic():
 def test_deterministic_forward_is_not_warned(recwarn):
     autoencoder(TupleVAE()).reconstructions(images(4))
     assert not [w for w in recwarn if issubclass(w.category, RuntimeWarning)]
+
+
+def test_encoder_only_model_is_a_view_that_refuses_to_reconstruct():
+    class EncodeOnly(nn.Module):  # an encode method and nothing else (no forward, no decode)
+        def __init__(self):
+            super().__init__()
+            self.lin = nn.Linear(64, CODE)
+
+        def encode(self, x):
+            return self.lin(x.flatten(1))
+
+    m, x = EncodeOnly(), images(3)
+    ae = autoencoder(m)
+    assert ae.can_encode and not ae.can_decode and not ae.can_reconstruct
+    assert torch.equal(ae.encode(x), m.lin(x.flatten(1)))
+    with pytest.raises(TypeError, match=r"probe_x needs the reconstruction.*reconstruct="):
+        ae.require("reconstruct", probe="probe_x")
+    with pytest.raises(TypeError, match="reconstruct="):
+        ae.reconstructions(x)
+
+
+def test_a_module_that_is_itself_the_decoder():
+    dec = nn.Sequential(nn.Linear(CODE, 64), nn.Unflatten(1, SHAPE))
+    ae = autoencoder(dec, decoder=dec)
+    z = torch.randn(2, CODE)
+    assert torch.equal(ae.decode(z), dec(z))
+    assert list(ae.decoder_modules()) == [""]
+    assert set(Autoencoder.parameters_of(ae.decoder_modules())) == {"0.weight", "0.bias"}
+    assert "decoder=(the model itself)" in repr(ae)
+    with pytest.raises(TypeError, match=r"autoencoder\(dec, decoder=dec\)"):
+        autoencoder(dec).require("decode", probe="p")
+
+
+def test_a_model_without_floating_state_takes_any_dtype():
+    class Shift(nn.Module):  # no parameters or buffers: nothing to cast the input to
+        def forward(self, x):
+            return x + 1
+
+    ae = autoencoder(Shift(), decoder="")
+    z64 = torch.ones(2, 3, dtype=torch.float64)
+    assert ae.decode(z64).dtype == torch.float64
+    assert ae.reconstruct(z64.half()).dtype == torch.float16

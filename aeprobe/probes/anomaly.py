@@ -22,9 +22,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from torch import nn
 
-from aeprobe.probes._batch import per_sample_mse
+from aeprobe.utils import check_images, on_device
+from aeprobe.view import as_view
 
 
 @dataclass
@@ -43,12 +43,19 @@ class AnomalyReport:
     n_out: int
 
 
-def clipped_errors(model: nn.Module, x, *, clip: float | None = 1.0, batch_size: int = 256,
-                   device=None) -> np.ndarray:
-    """Per-sample MSE of ``model`` on ``x``, clipped to at most ``clip`` (paper: 1)."""
+def _check_clip(clip) -> None:
     if clip is not None and not clip > 0:
         raise ValueError(f"clip must be positive or None, got {clip}")
-    err = per_sample_mse(model, x, batch_size=batch_size, device=device)
+
+
+def clipped_errors(model, x, *, clip: float | None = 1.0, batch_size: int = 256, device=None) -> np.ndarray:
+    """Per-sample MSE of the reconstructions of ``x``, clipped to at most ``clip`` (paper: 1).
+
+    ``model``: an autoencoder or an :func:`aeprobe.autoencoder` view (only the reconstruction is used).
+    """
+    ae = as_view(model)
+    _check_clip(clip)
+    err = ae.per_sample_mse(check_images(x), batch_size=batch_size, device=device)
     return err if clip is None else np.minimum(err, clip)
 
 
@@ -65,13 +72,27 @@ def auroc_from_scores(scores_in, scores_out) -> float:
     return float(roc_auc_score(labels, np.concatenate([s_in, s_out])))
 
 
-def outlier_auroc(model: nn.Module, x_in, x_out, *, clip: float | None = 1.0, batch_size: int = 256,
+def outlier_auroc(model, x_in, x_out, *, clip: float | None = 1.0, batch_size: int = 256,
                   device=None) -> AnomalyReport:
-    """Outlier AUROC of ``model``'s clipped reconstruction error, ``x_out`` as outliers."""
-    raw_in = per_sample_mse(model, x_in, batch_size=batch_size, device=device)
-    raw_out = per_sample_mse(model, x_out, batch_size=batch_size, device=device)
-    if clip is not None and not clip > 0:
-        raise ValueError(f"clip must be positive or None, got {clip}")
+    """Outlier AUROC of the clipped reconstruction error, ``x_out`` as outliers.
+
+    ``model``: an autoencoder or an :func:`aeprobe.autoencoder` view (only the reconstruction is
+    used, so a U-Net read with ``code_at=`` works). ``clip`` is checked before any forward pass;
+    the model is moved to ``device`` for the probe and back afterwards.
+
+    Example::
+
+        rep = outlier_auroc(aeprobe.autoencoder(vae), x_test, x_other)   # vae(x) -> (recon, mu, logvar)
+        rep.auroc, rep.error_difference
+    """
+    ae = as_view(model)
+    _check_clip(clip)
+    x_in, x_out = check_images(x_in, "x_in"), check_images(x_out, "x_out")
+    if x_in.shape[1:] != x_out.shape[1:]:
+        raise ValueError(f"x_in samples have shape {tuple(x_in.shape[1:])} but x_out samples {tuple(x_out.shape[1:])}")
+    with on_device(ae.model, device):  # moved once, and back on exit
+        raw_in = ae.per_sample_mse(x_in, batch_size=batch_size)
+        raw_out = ae.per_sample_mse(x_out, batch_size=batch_size)
     e_in = raw_in if clip is None else np.minimum(raw_in, clip)
     e_out = raw_out if clip is None else np.minimum(raw_out, clip)
     return AnomalyReport(

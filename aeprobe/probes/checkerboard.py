@@ -59,9 +59,9 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from torch import nn
 
-from aeprobe.probes._batch import eval_mode, model_device
+from aeprobe.utils import on_device
+from aeprobe.view import as_view
 
 #: Relative energy below which an output counts as constant (float32 rounding gives ~1e-14).
 REL_FLOOR = 1e-10
@@ -211,28 +211,27 @@ def constant_codes(n: int, code_shape, *, data_codes=None, seed: int = 0) -> tor
     return v.reshape(n, code_shape[0], *([1] * (len(code_shape) - 1))).expand(n, *code_shape).clone()
 
 
-def _decode_fn(model):
-    if callable(getattr(model, "decode", None)):
-        return model.decode
-    if isinstance(getattr(model, "decoder", None), nn.Module):
-        return model.decoder
-    if callable(model):
-        return model
-    raise TypeError(f"model must be a decoder, an autoencoder with .decode/.decoder, or a callable; "
-                    f"got {type(model).__name__}")
-
-
-@torch.no_grad()
 def checkerboard_probe(model, *, code_shape=None, data_codes=None, n: int = 32, crop: int = 0,
                        batch_size: int = 64, seed: int = 0, device=None) -> CheckerboardReport:
     """Nyquist-energy statistics of ``model``'s decoder on constant and on random codes.
 
-    ``model``: an autoencoder (``.decode``/``.decoder``) or a decoder module/callable;
+    ``model``: an autoencoder or an :func:`aeprobe.autoencoder` view with ``decode`` (refused before
+    any work otherwise; a bare decoder module: ``aeprobe.autoencoder(dec, decoder=dec)``);
     ``code_shape``: per-sample code shape (default: that of ``data_codes``; spatial codes may be
     larger than the data's, see module docstring); ``data_codes``: codes of real data (set the
     code distribution); ``n``: codes of each kind; ``crop``: border pixels dropped from the
-    outputs. Runs in ``eval`` mode (restored afterwards).
+    outputs. The generated codes are made in the model's dtype. Runs in ``eval`` mode on
+    ``device`` (mode and device restored afterwards).
+
+    Example::
+
+        z = aeprobe.autoencoder(model).codes(x, flatten=False)
+        rep = checkerboard_probe(model, data_codes=z, code_shape=(z.shape[1], 4 * z.shape[2], 4 * z.shape[3]),
+                                 crop=8)
+        rep.constant.alias_rms, rep.random.nyquist_fraction
     """
+    ae = as_view(model)
+    ae.require("decode", probe="checkerboard_probe")
     if data_codes is not None:
         if isinstance(data_codes, np.ndarray):
             data_codes = torch.from_numpy(data_codes)
@@ -247,23 +246,10 @@ def checkerboard_probe(model, *, code_shape=None, data_codes=None, n: int = 32, 
     code_shape = tuple(int(s) for s in code_shape)
     if n < 1:
         raise ValueError(f"n must be >= 1, got {n}")
-    fn = _decode_fn(model)
-    module = model if isinstance(model, nn.Module) else None
-    dev = model_device(module, device) if module is not None else torch.device("cpu")
-
-    def run(z: torch.Tensor) -> torch.Tensor:
-        outs = []
-        for i in range(0, z.shape[0], batch_size):
-            out = fn(z[i:i + batch_size].to(dev))
-            outs.append(out.detach().cpu())
-        return torch.cat(outs)
-
-    zc = constant_codes(n, code_shape, data_codes=data_codes, seed=seed)
-    zr = random_codes(n, code_shape, data_codes=data_codes, seed=seed + 1)
-    if module is not None:
-        with eval_mode(module):
-            yc, yr = run(zc), run(zr)
-    else:
-        yc, yr = run(zc), run(zr)
+    zc = constant_codes(n, code_shape, data_codes=data_codes, seed=seed).to(ae.dtype)
+    zr = random_codes(n, code_shape, data_codes=data_codes, seed=seed + 1).to(ae.dtype)
+    with on_device(ae.model, device):  # moved once, and back on exit
+        yc = ae.decodings(zc, batch_size=batch_size)
+        yr = ae.decodings(zr, batch_size=batch_size)
     return CheckerboardReport(constant=alias_stats(yc, crop=crop), random=alias_stats(yr, crop=crop),
                               code_shape=code_shape, crop=crop)

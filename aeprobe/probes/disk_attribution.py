@@ -27,6 +27,7 @@ import torch
 from torch import nn
 
 from aeprobe.attribution import attribute_code
+from aeprobe.view import Autoencoder, as_view
 
 __all__ = ["DiskAttributionReport", "disk_attribution"]
 
@@ -44,9 +45,28 @@ class DiskAttributionReport:
     margin: float
 
 
-def disk_attribution(model: nn.Module, x, radii, *, center=None, margin: float = 1.0,
+class _ViewEncoder(nn.Module):
+    """``encode(x) = ae.encode(x)`` with ``ae.model`` registered, for :func:`attribute_code` (which
+    puts it in eval mode, freezes and restores it). Goes once the view is in attribution itself."""
+
+    def __init__(self, ae: Autoencoder):
+        super().__init__()
+        self.model = ae.model
+        object.__setattr__(self, "_ae", ae)
+
+    def encode(self, x):
+        return self._ae.encode(x)
+
+
+def disk_attribution(model, x, radii, *, center=None, margin: float = 1.0,
                      method: str = "integrated_gradients", n_steps: int = 32) -> DiskAttributionReport:
-    """Attribute the scalar code of ``model.encode`` to the pixels of disks ``x`` ``[N, 1, H, W]`` of radii ``radii``."""
+    """Attribute the code to the pixels of disks ``x`` ``[N, 1, H, W]`` of radii ``radii``.
+
+    ``model``: an autoencoder or an :func:`aeprobe.autoencoder` view with ``encode`` (refused
+    before any work otherwise); a code of several units is attributed through its sum.
+    """
+    ae = as_view(model)
+    ae.require("encode", probe="disk_attribution")
     if not isinstance(x, torch.Tensor):
         x = torch.as_tensor(np.asarray(x), dtype=torch.float32)
     if x.ndim != 4 or x.shape[1] != 1:
@@ -56,7 +76,7 @@ def disk_attribution(model: nn.Module, x, radii, *, center=None, margin: float =
         raise ValueError(f"got {x.shape[0]} images but {r.size} radii")
     if not margin >= 0:
         raise ValueError(f"margin must be >= 0, got {margin!r}")
-    att = attribute_code(model, x, unit=None, method=method, n_steps=n_steps)
+    att = attribute_code(_ViewEncoder(ae), x, unit=None, method=method, n_steps=n_steps)
     A = att.to_numpy().reshape(x.shape[0], x.shape[2], x.shape[3]).astype(float)
     X = x.detach().cpu().double().numpy()[:, 0]
     H, W = X.shape[1:]

@@ -17,9 +17,10 @@ A decoder *with* biases need not be homogeneous; its error is typically O(1).
 
 Example::
 
-    z = model.encode(x)                       # codes of the data
+    z = aeprobe.autoencoder(model).codes(x, flatten=False)   # codes of the data
     rep = decoder_homogeneity(model, data_codes=z)
     rep.max_rel_error, rep.signs_used
+    decoder_homogeneity(aeprobe.autoencoder(dec, decoder=dec), data_codes=z)   # a bare decoder module
 """
 from __future__ import annotations
 
@@ -27,9 +28,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
-from torch import nn
 
-from aeprobe.probes._batch import eval_mode, model_device
+from aeprobe.view import as_view
 from theory.homogeneity import CONDITIONS, DEFAULT_LAMBDAS, check_homogeneity
 
 __all__ = ["DecoderHomogeneityReport", "decoder_homogeneity", "code_signs"]
@@ -63,19 +63,6 @@ class DecoderHomogeneityReport:
     def holds(self, tol: float = 1e-5) -> bool:
         """Whether ``max_rel_error <= tol`` (Prop. 1 up to float rounding)."""
         return bool(self.max_rel_error <= tol)
-
-
-def _decoder(model: nn.Module):
-    """The callable mapping codes to outputs: ``model.decode`` if present, else ``model.decoder``, else the module."""
-    if not isinstance(model, nn.Module):
-        if callable(model):
-            return model, None
-        raise TypeError(f"model must be an nn.Module (a decoder or an autoencoder) or a callable, got {type(model).__name__}")
-    if callable(getattr(model, "decode", None)):
-        return model.decode, model
-    if isinstance(getattr(model, "decoder", None), nn.Module):
-        return model.decoder, model
-    return model, model
 
 
 def _as_codes(z, name: str) -> torch.Tensor:
@@ -122,18 +109,21 @@ def decoder_homogeneity(
 
     Parameters
     ----------
-    model : a decoder ``nn.Module``, an autoencoder with ``.decode``/``.decoder``, or a callable on tensors.
+    model : an autoencoder or an :func:`aeprobe.autoencoder` view with ``decode`` (refused before
+        any work otherwise; a bare decoder module: ``aeprobe.autoencoder(dec, decoder=dec)``).
     codes : codes at which to test (``[N, ...]`` tensor/array; 1-D = scalar codes). Default: the
         data codes (at most ``max_codes`` of them, drawn with ``seed``).
-    data_codes : the codes the decoder is used with on the data (e.g. ``model.encode(x)``); used to
+    data_codes : the codes the decoder is used with on the data (e.g. ``ae.codes(x)``); used to
         report the signs and as the default test codes. Their shape fixes the code shape passed to
         the decoder (``codes`` are reshaped to it).
     lambdas : positive scales (default :data:`theory.homogeneity.DEFAULT_LAMBDAS`, 1e-3 .. 1e3).
 
-    The decoder is evaluated in its own dtype (float32 rounding gives relative errors ~1e-7 on an
-    exactly homogeneous decoder) and in eval mode (restored afterwards).
+    The scaled codes are formed in float64 and cast to the model's own dtype before decoding
+    (float32 rounding gives relative errors ~1e-7 on an exactly homogeneous decoder); the decoder
+    runs in eval mode on ``device`` (mode and device restored afterwards).
     """
-    fn, module = _decoder(model)
+    ae = as_view(model)
+    ae.require("decode", probe="decoder_homogeneity")
     if codes is None and data_codes is None:
         raise ValueError("give codes= (test codes) and/or data_codes= (the codes the decoder sees on the data)")
     dz = _as_codes(data_codes, "data_codes") if data_codes is not None else None
@@ -147,27 +137,17 @@ def decoder_homogeneity(
     code_shape = tuple(dz.shape[1:]) if dz is not None else tuple(z.shape[1:])
     if int(np.prod(z.shape[1:])) != int(np.prod(code_shape)):
         raise ValueError(f"codes have {int(np.prod(z.shape[1:]))} units per sample but data codes have shape {code_shape}")
-    if module is not None:
-        dev = model_device(module, device)
-        params = list(module.parameters())
-        mdtype = params[0].dtype if params else torch.float32
-    else:
-        dev, mdtype = torch.device("cpu"), torch.float32
-
-    def run(zn: np.ndarray) -> np.ndarray:
-        t = torch.as_tensor(zn, dtype=mdtype, device=dev).reshape(zn.shape[0], *code_shape)
-        with torch.no_grad():
-            out = fn(t)
-        if isinstance(out, (tuple, list)):
-            out = out[0]
-        return out.detach().cpu().double().numpy().reshape(zn.shape[0], -1)
-
+    mdtype = ae.dtype
     znp = z.reshape(z.shape[0], -1).double().numpy()
     lam = DEFAULT_LAMBDAS if lambdas is None else lambdas
-    if module is not None:
-        with eval_mode(module):
-            rep = check_homogeneity(run, znp, lam)
-    else:
+    with ae.evaluating(device):
+
+        def run(zn: np.ndarray) -> np.ndarray:
+            # the probe's own scaled codes: cast on purpose to the dtype the decoder computes in
+            # (decode moves them to the model's device)
+            t = torch.as_tensor(zn, dtype=mdtype).reshape(zn.shape[0], *code_shape)
+            return ae.decode(t).detach().cpu().double().numpy().reshape(zn.shape[0], -1)
+
         rep = check_homogeneity(run, znp, lam)
     sgn = np.sign(znp.sum(axis=1))
     pos, neg = sgn > 0, sgn < 0

@@ -62,10 +62,10 @@ from typing import Mapping
 
 import numpy as np
 import torch
-from torch import nn
 
-from aeprobe.probes._batch import check_images, codes as _codes, eval_mode, model_device, per_sample_mse
 from aeprobe.probes.linear import linear_probe
+from aeprobe.utils import check_images, eval_mode, on_device
+from aeprobe.view import as_view
 
 
 @dataclass
@@ -127,15 +127,15 @@ def shuffle_pixels(x: torch.Tensor, *, seed: int = 0) -> torch.Tensor:
 # ----------------------------------------------------------------------------- (b) Jacobian
 
 
-def _exact_point(model: nn.Module, x1: torch.Tensor) -> tuple[float, float, float]:
-    """(||J - I||_F^2 / d, ||J||_F^2 / d, tr(J) / d) for one point ``x1`` (shape without batch dim)."""
+def _exact_point(fn, x1: torch.Tensor) -> tuple[float, float, float]:
+    """(||J - I||_F^2 / d, ||J||_F^2 / d, tr(J) / d) of ``fn`` (x -> x_hat) at one point ``x1`` (no batch dim)."""
     from torch.func import jacrev
 
     shape = x1.shape
     d = x1.numel()
 
     def f(v):
-        return model(v.reshape(1, *shape)).reshape(-1)
+        return fn(v.reshape(1, *shape)).reshape(-1)
 
     jac = jacrev(f, chunk_size=min(d, 256))(x1.reshape(-1)).detach()
     if jac.shape != (d, d):
@@ -145,7 +145,7 @@ def _exact_point(model: nn.Module, x1: torch.Tensor) -> tuple[float, float, floa
     return float(((jac - eye) ** 2).sum() / d), float((jac ** 2).sum() / d), float(torch.trace(jac) / d)
 
 
-def _hutchinson_batch(model: nn.Module, xb: torch.Tensor, directions: int, g: torch.Generator,
+def _hutchinson_batch(fn, xb: torch.Tensor, directions: int, g: torch.Generator,
                       ad: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Per-point Hutchinson estimates of ||J - I||_F^2 / d, ||J||_F^2 / d and tr(J) / d for a batch."""
     from torch.func import jvp, vjp
@@ -156,7 +156,7 @@ def _hutchinson_batch(model: nn.Module, xb: torch.Tensor, directions: int, g: to
     trace = torch.zeros_like(dist)
     pullback = None
     if ad == "vjp":
-        out, pullback = vjp(model, xb)
+        out, pullback = vjp(fn, xb)
         if out.shape != xb.shape:
             raise ValueError(f"model output shape {tuple(out.shape)} differs from input shape {tuple(xb.shape)}; "
                              "the identity tests need an autoencoder")
@@ -167,7 +167,7 @@ def _hutchinson_batch(model: nn.Module, xb: torch.Tensor, directions: int, g: to
         else:
             with warnings.catch_warnings():  # torch's first forward-AD call scripts decompositions
                 warnings.simplefilter("ignore", DeprecationWarning)
-                out, u = jvp(model, (xb,), (v,))
+                out, u = jvp(fn, (xb,), (v,))
             if out.shape != xb.shape:
                 raise ValueError(f"model output shape {tuple(out.shape)} differs from input shape "
                                  f"{tuple(xb.shape)}; the identity tests need an autoencoder")
@@ -178,15 +178,18 @@ def _hutchinson_batch(model: nn.Module, xb: torch.Tensor, directions: int, g: to
     return dist / directions, energy / directions, trace / directions
 
 
-def jacobian_identity_distance(model: nn.Module, x, *, method: str = "auto", directions: int = 32,
+def jacobian_identity_distance(model, x, *, method: str = "auto", directions: int = 32,
                                exact_max_dim: int = 256, ad: str = "vjp", batch_size: int = 64,
                                seed: int = 0, device=None) -> dict:
     """Mean ``||J(x) - I||_F^2 / d`` over the points ``x`` (see module docstring, test (b)).
 
-    Returns ``{"distance", "distance_se", "energy", "trace", "method", "points", "directions", "dim"}``.
-    ``method``: ``"exact"`` (jacrev), ``"hutchinson"`` (random Rademacher directions) or
-    ``"auto"`` (exact when ``d <= exact_max_dim``).
+    ``model``: an autoencoder or an :func:`aeprobe.autoencoder` view; ``J`` is the Jacobian of its
+    reconstruction (``model(x)`` read with ``output=``). Returns ``{"distance", "distance_se",
+    "energy", "trace", "method", "points", "directions", "dim"}``. ``method``: ``"exact"``
+    (jacrev), ``"hutchinson"`` (random Rademacher directions) or ``"auto"`` (exact when
+    ``d <= exact_max_dim``).
     """
+    ae = as_view(model)
     x = check_images(x)
     if method not in ("auto", "exact", "hutchinson"):
         raise ValueError(f"method must be 'auto', 'exact' or 'hutchinson', got {method!r}")
@@ -197,20 +200,19 @@ def jacobian_identity_distance(model: nn.Module, x, *, method: str = "auto", dir
     d = x[0].numel()
     if method == "auto":
         method = "exact" if d <= exact_max_dim else "hutchinson"
-    dev = model_device(model, device)
-    model.to(dev)
     g = torch.Generator().manual_seed(seed)
     dists, energies, traces = [], [], []
-    with eval_mode(model):
+    with on_device(ae.model, device), eval_mode(ae.model):
+        x = ae.prepare(x)
         if method == "exact":
             for i in range(x.shape[0]):
-                di, ei, ti = _exact_point(model, x[i].to(dev))
+                di, ei, ti = _exact_point(ae.reconstruct, x[i])
                 dists.append(di)
                 energies.append(ei)
                 traces.append(ti)
         else:
             for i in range(0, x.shape[0], batch_size):
-                di, ei, ti = _hutchinson_batch(model, x[i:i + batch_size].to(dev), directions, g, ad)
+                di, ei, ti = _hutchinson_batch(ae.reconstruct, x[i:i + batch_size], directions, g, ad)
                 dists += di.tolist()
                 energies += ei.tolist()
                 traces += ti.tolist()
@@ -225,17 +227,27 @@ def jacobian_identity_distance(model: nn.Module, x, *, method: str = "auto", dir
 # ----------------------------------------------------------------------------- the report
 
 
-def identity_tests(model: nn.Module, x, *, y=None, others: Mapping[str, torch.Tensor] | None = None,
+def identity_tests(model, x, *, y=None, others: Mapping[str, torch.Tensor] | None = None,
                    noise: bool = True, shuffled: bool = True, jacobian_points: int = 16,
                    directions: int = 32, method: str = "auto", exact_max_dim: int = 256, ad: str = "vjp",
                    probe_repeats: int = 3, batch_size: int = 256, seed: int = 0,
                    device=None) -> IdentityReport:
     """Run the three identity-mapping tests of the module docstring on data ``x``.
 
-    ``x``: in-distribution inputs (held-out data is the fair choice); ``y``: optional labels
-    for test (c); ``others``: extra OOD sets ``{name: tensor}`` with ``x``'s per-sample shape;
-    ``jacobian_points``: how many points of ``x`` the Jacobian test uses.
+    ``model``: an autoencoder or an :func:`aeprobe.autoencoder` view. Tests (a) and (b) use its
+    reconstruction only; test (c) (with ``y``) also needs ``encode`` and refuses before any work
+    when the view has none. ``x``: in-distribution inputs (held-out data is the fair choice);
+    ``y``: optional labels for test (c); ``others``: extra OOD sets ``{name: tensor}`` with
+    ``x``'s per-sample shape; ``jacobian_points``: how many points of ``x`` the Jacobian test uses.
+
+    Example::
+
+        rep = identity_tests(aeprobe.autoencoder(unet, code_at="down2"), x_test)   # (a) and (b)
+        rep.ood_unexplained, rep.jacobian_distance
     """
+    ae = as_view(model)
+    if y is not None:
+        ae.require("encode", probe="identity_tests(y=...) (the linear probe on codes)")
     x = check_images(x)
     sets: dict[str, torch.Tensor] = {}
     if noise:
@@ -248,25 +260,26 @@ def identity_tests(model: nn.Module, x, *, y=None, others: Mapping[str, torch.Te
             raise ValueError(f"others[{name!r}] has per-sample shape {tuple(xo.shape[1:])}, "
                              f"expected {tuple(x.shape[1:])} like x")
         sets[name] = xo
-    in_err = float(per_sample_mse(model, x, batch_size=batch_size, device=device).mean())
-    floor = 1e-12 * float((x.double() ** 2).mean()) + 1e-30
-    rep = IdentityReport(in_dist_error=in_err, input_dim=int(x[0].numel()))
-    for name, xo in sets.items():
-        e = float(per_sample_mse(model, xo, batch_size=batch_size, device=device).mean())
-        var = float(xo.double().var(dim=0, unbiased=False).mean())
-        rep.ood_errors[name] = e
-        rep.ood_ratios[name] = (e + floor) / (in_err + floor)
-        rep.ood_unexplained[name] = e / var if var > 0 else float("nan")
-    if jacobian_points > 0:
-        jac = jacobian_identity_distance(model, x[:jacobian_points], method=method, directions=directions,
-                                         exact_max_dim=exact_max_dim, ad=ad, seed=seed, device=device)
-        rep.jacobian_distance, rep.jacobian_distance_se = jac["distance"], jac["distance_se"]
-        rep.jacobian_energy, rep.jacobian_trace, rep.jacobian_method = jac["energy"], jac["trace"], jac["method"]
-        rep.jacobian_points, rep.jacobian_directions = jac["points"], jac["directions"]
-    if y is not None:
-        z = _codes(model, x, batch_size=batch_size, device=device)
-        pc = linear_probe(z, y, repeats=probe_repeats, seed=seed)
-        pi = linear_probe(x.reshape(x.shape[0], -1), y, repeats=probe_repeats, seed=seed)
-        rep.probe_acc_codes, rep.probe_acc_inputs = pc.accuracy, pi.accuracy
-        rep.probe_gap = pc.accuracy - pi.accuracy
+    with on_device(ae.model, device):  # moved once for the whole report, and back on exit
+        in_err = float(ae.per_sample_mse(x, batch_size=batch_size).mean())
+        floor = 1e-12 * float((x.double() ** 2).mean()) + 1e-30
+        rep = IdentityReport(in_dist_error=in_err, input_dim=int(x[0].numel()))
+        for name, xo in sets.items():
+            e = float(ae.per_sample_mse(xo, batch_size=batch_size).mean())
+            var = float(xo.double().var(dim=0, unbiased=False).mean())
+            rep.ood_errors[name] = e
+            rep.ood_ratios[name] = (e + floor) / (in_err + floor)
+            rep.ood_unexplained[name] = e / var if var > 0 else float("nan")
+        if jacobian_points > 0:
+            jac = jacobian_identity_distance(ae, x[:jacobian_points], method=method, directions=directions,
+                                             exact_max_dim=exact_max_dim, ad=ad, seed=seed)
+            rep.jacobian_distance, rep.jacobian_distance_se = jac["distance"], jac["distance_se"]
+            rep.jacobian_energy, rep.jacobian_trace, rep.jacobian_method = jac["energy"], jac["trace"], jac["method"]
+            rep.jacobian_points, rep.jacobian_directions = jac["points"], jac["directions"]
+        if y is not None:
+            z = ae.codes(x, batch_size=batch_size)
+            pc = linear_probe(z, y, repeats=probe_repeats, seed=seed)
+            pi = linear_probe(x.reshape(x.shape[0], -1), y, repeats=probe_repeats, seed=seed)
+            rep.probe_acc_codes, rep.probe_acc_inputs = pc.accuracy, pi.accuracy
+            rep.probe_gap = pc.accuracy - pi.accuracy
     return rep

@@ -17,10 +17,9 @@ from typing import Iterable, Sequence
 
 import numpy as np
 import torch
-from torch import nn
 
-from aeprobe.probes._batch import (check_autoencoder, check_images, eval_mode,
-                                   model_device)
+from aeprobe.utils import check_images
+from aeprobe.view import as_view
 
 
 def _batch(x, name: str) -> tuple[torch.Tensor, bool]:
@@ -32,28 +31,31 @@ def _batch(x, name: str) -> tuple[torch.Tensor, bool]:
     return check_images(x, name), False
 
 
-@torch.no_grad()
-def interpolate(model: nn.Module, x_a, x_b, steps: int = 8, *, device=None) -> np.ndarray:
+def interpolate(model, x_a, x_b, steps: int = 8, *, device=None) -> np.ndarray:
     """Decoded linear interpolation between the codes of ``x_a`` and ``x_b``.
 
-    ``x_a``, ``x_b``: single images ``[C, H, W]`` or batches ``[B, C, H, W]`` of equal shape.
-    Returns ``[steps, C, H, W]`` for single images, ``[B, steps, C, H, W]`` for batches;
-    index 0 is the reconstruction of ``x_a``, index ``steps - 1`` that of ``x_b``.
+    ``model``: an autoencoder or an :func:`aeprobe.autoencoder` view; needs ``encode`` and
+    ``decode`` (refused before any work otherwise). ``x_a``, ``x_b``: single images ``[C, H, W]``
+    or batches ``[B, C, H, W]`` of equal shape. Returns ``[steps, C, H, W]`` for single images,
+    ``[B, steps, C, H, W]`` for batches; index 0 is ``decode(encode(x_a))``, index ``steps - 1``
+    that of ``x_b``.
+
+    Example::
+
+        frames = interpolate(aeprobe.autoencoder(vae), x[0], x[1], 8)   # codes: the mean mu of encode
     """
-    check_autoencoder(model)
+    ae = as_view(model)
+    ae.require("encode", "decode", probe="interpolate")
     if steps < 2:
         raise ValueError(f"steps must be >= 2 (both end points), got {steps}")
     a, single_a = _batch(x_a, "x_a")
     b, single_b = _batch(x_b, "x_b")
     if a.shape != b.shape:
         raise ValueError(f"x_a has shape {tuple(a.shape)} but x_b has {tuple(b.shape)}")
-    dev = model_device(model, device)
-    model.to(dev)
-    with eval_mode(model):
-        enc, dec = model.encode, model.decode
-        za, zb = enc(a.to(dev)), enc(b.to(dev))
-        ts = torch.linspace(0.0, 1.0, steps, device=dev, dtype=za.dtype)
-        frames = [dec((1 - t) * za + t * zb).cpu() for t in ts]
+    with ae.evaluating(device):
+        za, zb = ae.encode(a), ae.encode(b)
+        ts = torch.linspace(0.0, 1.0, steps, device=za.device, dtype=za.dtype)
+        frames = [ae.decode((1 - t) * za + t * zb).cpu() for t in ts]
     out = torch.stack(frames, dim=1).numpy().astype(np.float32)  # [B, steps, ...]
     return out[0] if (single_a and single_b) else out
 
@@ -81,29 +83,28 @@ def iteration_steps(n: int = 100, keep: Iterable[int] | int | None = None) -> li
     return _keep_list(n, keep)
 
 
-@torch.no_grad()
-def iterate(model: nn.Module, x, n: int = 100, keep: Iterable[int] | int | None = None, *,
+def iterate(model, x, n: int = 100, keep: Iterable[int] | int | None = None, *,
             clamp: tuple[float, float] | None = None, device=None) -> np.ndarray:
-    """Apply the AE ``n`` times, ``x_{k+1} = model(x_k)``, keeping iterates ``keep``.
+    """Apply the AE ``n`` times, ``x_{k+1} = f(x_k)``, keeping iterates ``keep``.
 
-    ``keep``: iteration numbers in ``[0, n]`` (0 = the input), an int spacing, or None
-    (every ``n // 10``, plus ``n``); :func:`iteration_steps` gives the resulting list.
-    ``clamp=(lo, hi)`` clips each iterate before feeding it back (default: no clipping,
-    as in the paper). Returns ``[len(keep), C, H, W]`` for one image, ``[len(keep), B, C,
-    H, W]`` for a batch.
+    ``model``: an autoencoder or an :func:`aeprobe.autoencoder` view; ``f`` is its reconstruction
+    (so a U-Net read with ``code_at=`` works). ``keep``: iteration numbers in ``[0, n]`` (0 = the
+    input), an int spacing, or None (every ``n // 10``, plus ``n``); :func:`iteration_steps` gives
+    the resulting list. ``clamp=(lo, hi)`` clips each iterate before feeding it back (default: no
+    clipping, as in the paper). Returns ``[len(keep), C, H, W]`` for one image, ``[len(keep), B,
+    C, H, W]`` for a batch.
     """
+    ae = as_view(model)
     if n < 0:
         raise ValueError(f"n must be >= 0, got {n}")
     ks = _keep_list(n, keep)
     xb, single = _batch(x, "x")
-    dev = model_device(model, device)
-    model.to(dev)
-    cur = xb.to(dev)
     kept = []
-    with eval_mode(model):
+    with ae.evaluating(device):
+        cur = ae.prepare(xb)
         for k in range(n + 1):
             if k > 0:
-                out = model(cur)
+                out = ae.reconstruct(cur)
                 if out.shape != cur.shape:
                     raise ValueError(f"model output shape {tuple(out.shape)} differs from input shape "
                                      f"{tuple(cur.shape)}; iteration needs an autoencoder")

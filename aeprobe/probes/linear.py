@@ -29,9 +29,9 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from torch import nn
 
-from aeprobe.probes._batch import codes as _codes
+from aeprobe.utils import check_images, on_device
+from aeprobe.view import as_view
 
 
 @dataclass
@@ -179,15 +179,20 @@ def seen_unseen_probe_features(f_seen, y_seen, f_unseen, y_unseen, *, test_size:
         chance=_chance(np.concatenate([ys, yu])), n_per_set=n, code_dim=fs.shape[1], repeats=repeats)
 
 
-def seen_unseen_probe(model: nn.Module, x_seen, y_seen, x_unseen, y_unseen, *, test_size: float = 0.25,
+def seen_unseen_probe(model, x_seen, y_seen, x_unseen, y_unseen, *, test_size: float = 0.25,
                       repeats: int = 3, seed: int = 0, C: float = 1.0, max_iter: int = 300,
                       batch_size: int = 256, device=None) -> LinearProbeReport:
-    """Linear probe on ``model.encode`` codes of seen (training) and unseen images.
+    """Linear probe on the codes (``encode``) of seen (training) and unseen images.
 
-    ``x_seen``/``x_unseen``: image batches; ``y_*``: integer labels. See the module
-    docstring for the protocol and the meaning of each figure.
+    ``model``: an autoencoder or an :func:`aeprobe.autoencoder` view (needs ``encode``; refused
+    before any work otherwise). ``x_seen``/``x_unseen``: image batches; ``y_*``: integer labels.
+    See the module docstring for the protocol and the meaning of each figure.
     """
-    zs = _codes(model, x_seen, batch_size=batch_size, device=device)
-    zu = _codes(model, x_unseen, batch_size=batch_size, device=device)
+    ae = as_view(model)
+    ae.require("encode", probe="seen_unseen_probe")
+    x_seen, x_unseen = check_images(x_seen, "x_seen"), check_images(x_unseen, "x_unseen")
+    with on_device(ae.model, device):
+        zs = ae.codes(x_seen, batch_size=batch_size)
+        zu = ae.codes(x_unseen, batch_size=batch_size)
     return seen_unseen_probe_features(zs, y_seen, zu, y_unseen, test_size=test_size, repeats=repeats,
                                       seed=seed, C=C, max_iter=max_iter)

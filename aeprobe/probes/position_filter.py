@@ -31,6 +31,7 @@ w2 x[2t+1]``, exactly the layer of :func:`theory.position.layer` with ``phi = (w
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -38,8 +39,9 @@ import torch
 from scipy import stats
 from torch import nn
 
-from aeprobe.probes._batch import eval_mode, model_device
-from aeprobe.weights import layer_weights
+from aeprobe._modules import get_module
+from aeprobe.view import Autoencoder, as_view
+from aeprobe.weights import LayerRecord, layer_weights
 from theory.position import FILTER, triangular_dirac
 
 __all__ = [
@@ -68,15 +70,49 @@ class FilterCosineReport:
         return float(min(self.cosines)) if self.cosines else float("nan")
 
 
-def _part(model: nn.Module, part: str | None) -> nn.Module:
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
+def _part_modules(ae: Autoencoder, part, x) -> list[tuple[str, nn.Module]]:
+    """``[(name, module)]`` to search: the encoder (``part="encoder"``), named submodules, or the whole model."""
+    model = ae.model
     if part is None:
-        return model
-    sub = getattr(model, part, None)
-    if isinstance(sub, nn.Module):
-        return sub
-    return model
+        return [("", model)]
+    if isinstance(part, str) and part == "encoder":
+        if ae.can_encode and x is not None:
+            return list(ae.encoder_modules(x).items())
+        if ae.can_encode:
+            try:
+                return list(ae.encoder_modules().items())  # known by name (encoder=, or .encoder without encode)
+            except ValueError:
+                pass  # a method or callable encoder: its modules are found by running it, which needs x
+        if isinstance(getattr(model, "encoder", None), nn.Module):
+            return [("encoder", model.encoder)]
+        if ae.can_encode:
+            raise ValueError(f"filter_cosine(part='encoder'): the modules of {type(model).__name__}'s encoder are "
+                             "not known by name; pass x= (an example input: encode runs once), part= (submodule "
+                             "names), or a view read with encoder=")
+        try:
+            get_module(model, "encoder")
+        except KeyError as e:
+            raise type(e)(f"{e}; filter_cosine(part='encoder') needs the encoder: pass part=None to search the "
+                          "whole model, part='<name>', or a view aeprobe.autoencoder(model, encoder=...)") from None
+    names = [part] if isinstance(part, (str, nn.Module)) else list(part)
+    out = []
+    for item in names:
+        if isinstance(item, nn.Module):
+            out.append((next((n for n, m in model.named_modules() if m is item), "<module outside the model>"), item))
+        else:
+            out.append((item, get_module(model, item)))  # KeyError with close matches for a misspelt name
+    return out
+
+
+def _layer_records(ae: Autoencoder, mods: list[tuple[str, nn.Module]]) -> list[LayerRecord]:
+    """Weight records of the layers inside ``mods`` (each once), named and ordered as in the model."""
+    inside = {id(sub) for _, m in mods for sub in m.modules()}
+    in_model = {id(m) for m in ae.model.modules()}
+    recs = [r for r in layer_weights(ae.model) if id(ae.model.get_submodule(r.name)) in inside]
+    for name, m in mods:  # modules given to the view that are not part of the model
+        if id(m) not in in_model:
+            recs += [dataclasses.replace(r, name=f"{name}.{r.name}" if r.name else name) for r in layer_weights(m)]
+    return recs
 
 
 def _live_taps(k: int, stride: int, padding: int, dilation: int, length: int) -> tuple[np.ndarray, int]:
@@ -90,25 +126,31 @@ def _live_taps(k: int, stride: int, padding: int, dilation: int, length: int) ->
     return ((idx >= 0) & (idx < length)).any(axis=0), int(out_len)
 
 
-def filter_cosine(model: nn.Module, target=FILTER, *, part: str | None = "encoder",
-                  input_length: int | None = None) -> FilterCosineReport:
-    """Cosine (up to scale and sign) of every 1-D size-``len(target)`` conv filter of ``model.<part>`` to ``target``.
+def filter_cosine(model, target=FILTER, *, part: str | list | None = "encoder", input_length: int | None = None,
+                  x=None) -> FilterCosineReport:
+    """Cosine (up to scale and sign) of every 1-D size-``len(target)`` conv filter of the encoder to ``target``.
 
-    ``part``: submodule to search (default ``"encoder"``; the whole model when it has no such
-    submodule or ``part=None``). ``input_length``: length of the signal entering the first matched
-    layer; the matched layers are assumed to run one after the other with no other resampling (as
-    in :class:`aeprobe.models.PositionEncoder`), and only their live taps are compared (module
-    docstring). Raises ``ValueError`` when no matching 1-D conv layer exists.
+    ``model``: a model or an :func:`aeprobe.autoencoder` view. ``part``: where to look --
+    ``"encoder"`` (default): the encoder's modules (the ``.encoder`` submodule, the view's
+    ``encoder=``, or, for an encoder that is a method or callable, the modules that run during
+    ``encode(x)`` of the example input ``x``); a submodule name or a list of names (an unknown name
+    is a ``KeyError`` with close matches); ``None``: the whole model (e.g. a bare encoder network).
+    Layers are named as in the model. ``input_length``: length of the signal entering the first
+    matched layer; the matched layers are assumed to run one after the other with no other
+    resampling (as in :class:`aeprobe.models.PositionEncoder`), and only their live taps are
+    compared (module docstring). Raises ``ValueError`` when no matching 1-D conv layer exists.
     """
+    ae = as_view(model)
     tgt = np.asarray(target, dtype=float).reshape(-1)
     if tgt.size < 2 or not np.all(np.isfinite(tgt)) or not np.any(tgt):
         raise ValueError(f"target must be a finite non-zero 1-D filter, got {target!r}")
     if input_length is not None and (int(input_length) != input_length or input_length < 1):
         raise ValueError(f"input_length must be a positive integer, got {input_length!r}")
-    mod = _part(model, part)
-    recs = [r for r in layer_weights(mod) if r.kind == "conv" and r.kernel_size == (tgt.size,)]
+    mods = _part_modules(ae, part, x)
+    recs = [r for r in _layer_records(ae, mods) if r.kind == "conv" and r.kernel_size == (tgt.size,)]
     if not recs:
-        raise ValueError(f"{type(mod).__name__} has no 1-D conv layer with kernel size {tgt.size}")
+        where = ", ".join(repr(n) if n else "(the whole model)" for n, _ in mods)
+        raise ValueError(f"{type(ae.model).__name__} has no 1-D conv layer with kernel size {tgt.size} in {where}")
     names, cos, per, sig, fil, lives = [], [], [], [], [], []
     length = None if input_length is None else int(input_length)
     for r in recs:
@@ -132,17 +174,9 @@ def filter_cosine(model: nn.Module, target=FILTER, *, part: str | None = "encode
                               live=lives)
 
 
-def _encoder_fn(model: nn.Module):
-    if callable(getattr(model, "encode", None)):
-        return model.encode
-    if isinstance(getattr(model, "encoder", None), nn.Module):
-        return model.encoder
-    return model
-
-
-def _dirac_batch(positions, n: int, channels: bool = True) -> torch.Tensor:
-    x = torch.as_tensor(triangular_dirac(np.asarray(positions, dtype=float), n), dtype=torch.float32)
-    return x[:, None, :] if channels else x
+def _dirac_batch(positions, n: int, dtype: torch.dtype) -> torch.Tensor:
+    """Triangular Diracs ``[N, 1, n]`` made (not cast from data) in the model's dtype."""
+    return torch.as_tensor(triangular_dirac(np.asarray(positions, dtype=float), n), dtype=dtype)[:, None, :]
 
 
 @dataclass
@@ -156,24 +190,25 @@ class PositionEncodingReport:
     max_rel_deviation: float
 
 
-def position_encoding(model: nn.Module, L: int, positions=None, *, device=None) -> PositionEncodingReport:
+def position_encoding(model, L: int, positions=None, *, device=None) -> PositionEncodingReport:
     """Encode Diracs of length ``2^L`` and compare the scalar code with ``2^L - a`` (Prop. 3).
 
     ``positions``: positions ``a`` in ``[0, 2^L - 1]`` (default the integers -> one-hots); the input
-    is :func:`theory.position.triangular_dirac` of shape ``[N, 1, 2^L]``. ``model``: an autoencoder
-    (``.encode``/``.encoder``) or an encoder.
+    is :func:`theory.position.triangular_dirac` of shape ``[N, 1, 2^L]`` in the model's dtype.
+    ``model``: an autoencoder or an :func:`aeprobe.autoencoder` view with ``encode`` (refused
+    before any work otherwise; a bare encoder network: ``aeprobe.autoencoder(enc, encoder=enc)``).
     """
+    ae = as_view(model)
+    ae.require("encode", probe="position_encoding")
     if int(L) != L or L < 1:
         raise ValueError(f"L must be an integer >= 1, got {L!r}")
     n = 2 ** int(L)
     a = np.arange(n, dtype=float) if positions is None else np.asarray(positions, dtype=float).reshape(-1)
     if a.size < 3 or np.any(a < 0) or np.any(a > n - 1) or not np.all(np.isfinite(a)):
         raise ValueError(f"positions must be >= 3 finite values in [0, {n - 1}]")
-    fn = _encoder_fn(model)
-    dev = model_device(model, device)
-    x = _dirac_batch(a, n).to(dev)
-    with eval_mode(model), torch.no_grad():
-        z = fn(x)
+    x = _dirac_batch(a, n, ae.dtype)
+    with ae.evaluating(device):
+        z = ae.encode(x)
     z = z.detach().cpu().double().numpy().reshape(a.size, -1)
     if z.shape[1] != 1:
         raise ValueError(f"the encoder must output one scalar per signal; got {z.shape[1]} values")
@@ -207,41 +242,40 @@ class DiracDecodingReport:
     peak_energy_fraction: float
 
 
-def dirac_decoding(model: nn.Module, positions, n: int, *, codes=None, window: int = 2,
+def dirac_decoding(model, positions, n: int, *, codes=None, window: int = 2,
                    device=None) -> DiracDecodingReport:
     """Decode Diracs at ``positions`` and locate the decoded peak (Fig. 10).
 
-    Without ``codes``: autoencode the triangular Diracs (Eq. 19) -- ``model`` must have
-    ``encode``/``decode`` (or ``.encoder``/``.decoder``), signals ``[N, 1, n]``. With ``codes``
-    (``[N, ...]``, e.g. the positions themselves, rescaled): decode them directly with
-    ``model.decode`` / ``model.decoder`` / ``model`` (a decoder trained from position to signal,
-    Sect. 5.4) and compare with the Dirac at ``positions``.
+    ``model``: an autoencoder or an :func:`aeprobe.autoencoder` view. Without ``codes``: autoencode
+    the triangular Diracs (Eq. 19), ``decode(encode(x))`` -- needs ``encode`` and ``decode``, signals
+    ``[N, 1, n]``. With ``codes`` (``[N, ...]``, e.g. the positions themselves, rescaled): decode
+    them directly -- needs ``decode`` only (a decoder trained from position to signal, Sect. 5.4:
+    ``aeprobe.autoencoder(dec, decoder=dec)``) -- and compare with the Dirac at ``positions``.
+    ``codes`` are cast to the model's dtype only when that loses nothing (float32 codes for a
+    float32 decoder; float64 numpy codes need a float64 decoder or an explicit cast). A missing
+    piece is refused before any work.
     """
+    ae = as_view(model)
+    if codes is None:
+        ae.require("encode", "decode", probe="dirac_decoding")
+    else:
+        ae.require("decode", probe="dirac_decoding(codes=...)")
     a = np.asarray(positions, dtype=float).reshape(-1)
     if a.size < 1 or np.any(a < 0) or np.any(a > n - 1) or not np.all(np.isfinite(a)):
         raise ValueError(f"positions must be finite values in [0, {n - 1}]")
-    dec = model.decode if callable(getattr(model, "decode", None)) else getattr(model, "decoder", None)
-    dev = model_device(model, device)
-    if codes is None:
-        if dec is None:
-            raise TypeError(f"{type(model).__name__} has no decode()/decoder")
-        enc = _encoder_fn(model)
-        x = _dirac_batch(a, n).to(dev)
-        with eval_mode(model), torch.no_grad():
-            z = enc(x)
-            y = dec(z)
-    else:
-        dec = model if dec is None else dec
-        z = torch.as_tensor(codes, dtype=torch.float32).to(dev)
-        if z.shape[0] != a.size:
-            raise ValueError(f"got {z.shape[0]} codes for {a.size} positions")
-        with eval_mode(model), torch.no_grad():
-            y = dec(z)
+    if int(window) != window or window < 1:
+        raise ValueError(f"window must be a positive integer, got {window!r}")
+    if codes is not None:
+        z = ae.prepare(codes if isinstance(codes, (torch.Tensor, np.ndarray)) else np.asarray(codes), "codes")
+        if z.ndim < 1 or z.shape[0] != a.size:
+            raise ValueError(f"got {z.shape[0] if z.ndim else 0} codes for {a.size} positions")
+    with ae.evaluating(device):
+        if codes is None:
+            z = ae.encode(_dirac_batch(a, n, ae.dtype))
+        y = ae.decode(z)
     y = y.detach().cpu().double().numpy().reshape(a.size, -1)
     if y.shape[1] != n:
         raise ValueError(f"decoded signals have length {y.shape[1]}, expected {n}")
-    if int(window) != window or window < 1:
-        raise ValueError(f"window must be a positive integer, got {window!r}")
     t = np.arange(n, dtype=float)
     am = y.argmax(axis=1)
     near = np.abs(t[None, :] - am[:, None]) <= window

@@ -24,9 +24,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from torch import nn
 
-from aeprobe.probes._batch import check_images, reconstruct
+from aeprobe.utils import check_images
+from aeprobe.view import as_view
 
 __all__ = ["RadialProfile", "SeparableReport", "radial_profile", "separable_decomposition", "separable_profile"]
 
@@ -126,9 +126,12 @@ def separable_decomposition(outputs, radii, *, center=None, bin_width: float = 1
                            center=prof.center, rel_residual=float(np.sqrt(max(0.0, 1.0 - e1))))
 
 
-def separable_profile(model: nn.Module, x, radii, *, center=None, bin_width: float = 1.0, batch_size: int = 256,
+def separable_profile(model, x, radii, *, center=None, bin_width: float = 1.0, batch_size: int = 256,
                       device=None) -> SeparableReport:
-    """Run the autoencoder on disks ``x`` (``[n, 1, H, W]``) of radii ``radii`` and decompose ``model(x)``."""
-    x = check_images(x)
-    y = reconstruct(model, x, batch_size=batch_size, device=device)
+    """Reconstruct disks ``x`` (``[n, 1, H, W]``) of radii ``radii`` and decompose the outputs.
+
+    ``model``: an autoencoder or an :func:`aeprobe.autoencoder` view (only its reconstruction is used).
+    """
+    ae = as_view(model)
+    y = ae.reconstructions(check_images(x), batch_size=batch_size, device=device)
     return separable_decomposition(y, radii, center=center, bin_width=bin_width)
