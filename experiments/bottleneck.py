@@ -214,9 +214,9 @@ def brightness_share(model, x: torch.Tensor, device=None) -> float:
     input), so ``mean(mean(e)^2) / mean(e^2)`` is the share of the MSE that a per-image
     brightness correction would remove.
     """
-    from aeprobe.probes._batch import reconstruct
+    from aeprobe.view import autoencoder
 
-    e = (reconstruct(model, x, device=device) - x).double()
+    e = (autoencoder(model).reconstructions(x, device=device) - x).double()
     return float((e.mean((2, 3)) ** 2).mean() / (e ** 2).mean())
 
 

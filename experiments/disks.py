@@ -47,7 +47,7 @@ from aeprobe.device import choose_threads, torch_threads  # noqa: E402
 from aeprobe.models import DiskAE  # noqa: E402
 from aeprobe.plots import disks as P  # noqa: E402
 from aeprobe.plots.common import line_plot  # noqa: E402
-from aeprobe.probes._batch import eval_mode  # noqa: E402
+from aeprobe.utils import eval_mode  # noqa: E402
 from aeprobe.probes.code_size import code_vs_size  # noqa: E402
 from aeprobe.probes.disk_attribution import disk_attribution  # noqa: E402
 from aeprobe.probes.homogeneity import code_signs, decoder_homogeneity  # noqa: E402

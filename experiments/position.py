@@ -45,6 +45,7 @@ from aeprobe.models import PositionAE, PositionDecoder, PositionEncoder  # noqa:
 from aeprobe.plots import position as PP  # noqa: E402
 from aeprobe.plots.common import line_plot  # noqa: E402
 from aeprobe.probes.position_filter import dirac_decoding, filter_cosine, position_encoding  # noqa: E402
+from aeprobe.view import autoencoder  # noqa: E402
 from aeprobe.reporting import MarkdownReport, write_json  # noqa: E402
 from aeprobe.train import train  # noqa: E402
 
@@ -96,7 +97,9 @@ def fit(cfg: Config, model, x: torch.Tensor, y: torch.Tensor | None, *, epochs: 
 
 def encoder_summary(enc, L: int, eval_a: np.ndarray) -> tuple[dict, Any, Any]:
     """Filters vs [1, 2, 1] (Fig. 9) and codes of one-hots / continuous Diracs vs 2^L - a (Prop. 3)."""
-    fc = filter_cosine(enc, part="encoder", input_length=2**L)
+    if not hasattr(enc, "encoder"):
+        enc = autoencoder(enc, encoder=enc)
+    fc = filter_cosine(enc, input_length=2**L)
     e1 = position_encoding(enc, L)
     ec = position_encoding(enc, L, eval_a)
     return dict(filter_layers=fc.layers, filter_cosine=fc.cosines, filter_cosine_min=fc.min_cosine,
@@ -104,6 +107,10 @@ def encoder_summary(enc, L: int, eval_a: np.ndarray) -> tuple[dict, Any, Any]:
                 onehot_encoding_spearman=e1.spearman, onehot_encoding_scale=e1.scale,
                 onehot_encoding_max_rel_deviation=e1.max_rel_deviation, continuous_encoding_r2=ec.linear_r2,
                 continuous_encoding_max_rel_deviation=ec.max_rel_deviation), fc, e1
+
+
+def _codes32(z) -> torch.Tensor:
+    return torch.as_tensor(np.asarray(z), dtype=torch.float32)
 
 
 def decoding_summary(rep) -> dict:
@@ -179,7 +186,7 @@ def _main(args: argparse.Namespace) -> dict:
     dec, dinfo = fit(cfg, PositionDecoder(L, bias=True), code, x, epochs=cfg.epochs_decoder, seed=cfg.seeds[0],
                      label="decoder (continuous a)")
     trainings.append(dinfo)
-    drep = dirac_decoding(dec, eval_a, n, codes=(n - eval_a)[:, None] / n)
+    drep = dirac_decoding(autoencoder(dec, decoder=dec), eval_a, n, codes=_codes32((n - eval_a)[:, None] / n))
     res.update(decoding_summary(drep))
     res["decoder_training"] = dinfo
     between = eval_a[np.abs(eval_a - np.round(eval_a)) > 0.2]
@@ -195,9 +202,11 @@ def _main(args: argparse.Namespace) -> dict:
         zb = (n - between)[:, None] / n
         ints = np.arange(n, dtype=float)
         res["onehot_trained_decoder"] = dict(
-            training=info1, between_samples=decoding_summary(dirac_decoding(dec1, between, n, codes=zb)),
-            at_samples=decoding_summary(dirac_decoding(dec1, ints, n, codes=(n - ints)[:, None] / n)))
-        res["between_samples_continuous"] = decoding_summary(dirac_decoding(dec, between, n, codes=zb))
+            training=info1, between_samples=decoding_summary(dirac_decoding(autoencoder(dec1, decoder=dec1), between, n, codes=_codes32(zb))),
+            at_samples=decoding_summary(dirac_decoding(autoencoder(dec1, decoder=dec1), ints, n,
+                                                     codes=_codes32((n - ints)[:, None] / n))))
+        res["between_samples_continuous"] = decoding_summary(dirac_decoding(autoencoder(dec, decoder=dec), between, n,
+                                                                         codes=_codes32(zb)))
     if cfg.autoencoder:
         torch.manual_seed(cfg.seeds[0])
         ae, ainfo = fit(cfg, PositionAE(L, bias=True, activation=True), x, None, epochs=cfg.epochs_ae,

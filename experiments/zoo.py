@@ -171,7 +171,7 @@ def load_data(cfg: Config) -> dict[str, Any]:
 @torch.no_grad()
 def recon_errors(model, x: torch.Tensor, device, batch_size: int = 512) -> tuple[np.ndarray, np.ndarray]:
     """Per-image BCE (summed over pixels, the article's loss) and MSE (mean over pixels), eval mode."""
-    from aeprobe.probes._batch import eval_mode
+    from aeprobe.utils import eval_mode
 
     bce, mse = [], []
     with eval_mode(model):
@@ -253,7 +253,7 @@ def task_metrics(cfg: Config, model, data: dict, device, *, pairs, figures: bool
     from sklearn.metrics import silhouette_score
 
     from aeprobe.models.zoo import SAMPLERS
-    from aeprobe.probes._batch import codes
+    from aeprobe.view import autoencoder
     from aeprobe.probes.latent import interpolate
     from aeprobe.probes.linear import linear_probe
 
@@ -263,7 +263,7 @@ def task_metrics(cfg: Config, model, data: dict, device, *, pairs, figures: bool
     bce_tr, mse_tr = recon_errors(model, x_tr, device)
     out.update(test_bce=float(bce_te.mean()), test_mse=float(mse_te.mean()), train_bce=float(bce_tr.mean()),
                train_mse=float(mse_tr.mean()))
-    z = codes(model, x_te, device=device)
+    z = autoencoder(model).codes(x_te, device=device)
     n_lab = min(cfg.n_labels, x_te.shape[0] // 2)
     pr = linear_probe(z, y_te, test_size=1 - n_lab / x_te.shape[0], repeats=cfg.probe_repeats, seed=cfg.seed)
     out.update(probe_acc=pr.accuracy, probe_sd=pr.std, probe_labels=n_lab)
@@ -316,7 +316,7 @@ def anomaly_metrics(cfg: Config, model, data: dict, device) -> dict[str, Any]:
 def mechanistic_metrics(cfg: Config, model, data: dict, device) -> dict[str, Any]:
     """Identity tests, encoder/decoder overfitting split, decoder homogeneity with biases ablated."""
     from aeprobe.ablation import remove_biases
-    from aeprobe.probes._batch import codes
+    from aeprobe.view import autoencoder
     from aeprobe.probes.homogeneity import decoder_homogeneity
     from aeprobe.probes.identity import identity_tests
     from aeprobe.probes.overfitting import overfitting_split
@@ -327,7 +327,7 @@ def mechanistic_metrics(cfg: Config, model, data: dict, device) -> dict[str, Any
                            device=device)
     of = overfitting_split(model, x_tr, x_te, epochs=cfg.refit_epochs, batch_size=cfg.batch_size, lr=cfg.lr,
                            seed=cfg.seed, device=device)
-    z = codes(model, x_te, device=device)
+    z = autoencoder(model).codes(x_te, device=device)
     h_bias = decoder_homogeneity(model, data_codes=z, device=device)
     with remove_biases(model, ["decoder"]):
         h_nobias = decoder_homogeneity(model, data_codes=z, device=device)
@@ -343,7 +343,7 @@ def mechanistic_metrics(cfg: Config, model, data: dict, device) -> dict[str, Any
 def upsampling_study(cfg: Config, data: dict, device) -> dict[str, Any]:
     """ConvAE with each decoder upsampling choice: test MSE, time, checkerboard probe."""
     from aeprobe.models.conv import ConvAE
-    from aeprobe.probes._batch import codes, per_sample_mse, reconstruct
+    from aeprobe.view import autoencoder
     from aeprobe.probes.checkerboard import alias_stats, checkerboard_probe, constant_codes, random_codes
     from aeprobe.train import train
 
@@ -358,7 +358,7 @@ def upsampling_study(cfg: Config, data: dict, device) -> dict[str, Any]:
         res = train(m, xtr, epochs=cfg.conv_epochs, batch_size=cfg.batch_size, lr=cfg.conv_lr, seed=cfg.seed,
                     device=device, progress=False)
         m.eval()
-        zc = codes(m, xte, device=device, flatten=False)
+        zc = autoencoder(m).codes(xte, device=device, flatten=False)
         big = (zc.shape[1], zc.shape[2] * cfg.cb_scale, zc.shape[3] * cfg.cb_scale)
         out_size = big[1] * m.factor
         crop = out_size // 4  # keep the central half: away from the zero-padding borders
@@ -370,8 +370,8 @@ def upsampling_study(cfg: Config, data: dict, device) -> dict[str, Any]:
             img_r = m.decode(random_codes(1, big, data_codes=zc, seed=cfg.seed + 1).to(dev)).cpu()
         out["kinds"][label] = dict(
             upsample=kind, kernel_size=k, seconds=res.seconds, final_train_mse=res.final_loss,
-            test_mse=float(per_sample_mse(m, xte, device=device).mean()), probe=rep,
-            recon=alias_stats(reconstruct(m, xte, device=device)),
+            test_mse=float(autoencoder(m).per_sample_mse(xte, device=device).mean()), probe=rep,
+            recon=alias_stats(autoencoder(m).reconstructions(xte, device=device)),
             _images=(img_c[0, :, crop:out_size - crop, crop:out_size - crop],
                      img_r[0, :, crop:out_size - crop, crop:out_size - crop]))
     return out
@@ -380,7 +380,7 @@ def upsampling_study(cfg: Config, data: dict, device) -> dict[str, Any]:
 def progressive_study(cfg: Config, data: dict, device) -> dict[str, Any]:
     """Same ConvAE, same number of epochs: direct training at full size vs progressive resizing."""
     from aeprobe.models.conv import ConvAE
-    from aeprobe.probes._batch import per_sample_mse
+    from aeprobe.view import autoencoder
     from aeprobe.schedules import progressive_resize
     from aeprobe.train import train
 
@@ -402,8 +402,8 @@ def progressive_study(cfg: Config, data: dict, device) -> dict[str, Any]:
     m2 = fresh()
     r2 = progressive_resize(m2, xtr, sizes=[small, size], epochs_per_size=[e1, e2], seed=cfg.seed, **kw)
     return dict(sizes=[small, size], epochs=[e1, e2],
-                direct=dict(seconds=r1.seconds, test_mse=float(per_sample_mse(m1, xte, device=device).mean())),
-                progressive=dict(seconds=r2.seconds, test_mse=float(per_sample_mse(m2, xte, device=device).mean()),
+                direct=dict(seconds=r1.seconds, test_mse=float(autoencoder(m1).per_sample_mse(xte, device=device).mean())),
+                progressive=dict(seconds=r2.seconds, test_mse=float(autoencoder(m2).per_sample_mse(xte, device=device).mean()),
                                  seconds_per_size=[r.seconds for r in r2.results]))
 
 
