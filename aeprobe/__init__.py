@@ -23,6 +23,8 @@ _LAZY = {
     "layer_weights": "aeprobe.weights",
     "LayerRecord": "aeprobe.weights",
     "attribute_code": "aeprobe.attribution",
+    "patching": "aeprobe.patching",
+    "PatchingReport": "aeprobe.patching",
     "Variance": "aeprobe.hooks",
     "Projection": "aeprobe.hooks",
     "set_value": "aeprobe.hooks",

@@ -35,7 +35,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from aeprobe._modules import get_module, module_name
+from aeprobe._modules import get_module, module_name, resolve_modules
 from aeprobe.state import ModelGuard
 
 __all__ = ["CodeAttribution", "attribute_code", "METHODS"]
@@ -232,7 +232,10 @@ def attribute_code(
                 layer_name, layer_mod = _first_leaf(root, enc_fn, x[:1])
                 to_input = True
             else:
-                layer_name, layer_mod = layer, get_module(root, layer)
+                found = resolve_modules(root, layer)  # a name, a submodule or a pattern matching one module
+                if len(found) != 1:
+                    raise ValueError(f"layer {layer!r} matches {len(found)} modules ({list(found)[:5]}); name one")
+                ((layer_name, layer_mod),) = found.items()
             n_calls = _count_calls(layer_mod, enc_fn, x[:1])
             if n_calls == 0:
                 raise ValueError(f"layer {layer_name!r} did not run during encode(x)")

@@ -231,7 +231,7 @@ def _selector(select) -> tuple[Callable[[Any], Any], Callable[[Any, Any], Any]]:
         def get(out):
             if isinstance(out, Mapping):
                 if select not in out:
-                    raise KeyError(f"select={select!r}: the output has keys {list(out)}")
+                    raise _SelectKeyError(f"select={select!r}: the output has keys {list(out)}")
                 return out[select]
             if hasattr(out, select):
                 return getattr(out, select)
@@ -268,10 +268,19 @@ def _selector(select) -> tuple[Callable[[Any], Any], Callable[[Any, Any], Any]]:
     raise TypeError(f"select must be None, an int index, a str key/attribute or a callable, got {type(select).__name__}")
 
 
+class _SelectKeyError(KeyError):
+    """``KeyError`` whose ``str()`` is the message (not its repr)."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
 def _select_checked(get, value, name: str, who: str):
     try:
         return get(value)
-    except (TypeError, KeyError, IndexError) as e:
+    except KeyError as e:
+        raise _SelectKeyError(f"{who}: module {name!r}: {e.args[0] if e.args else e}") from None
+    except (TypeError, IndexError) as e:
         raise type(e)(f"{who}: module {name!r}: {e}") from None
 
 
