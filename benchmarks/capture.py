@@ -38,7 +38,7 @@ from torch import nn  # noqa: E402
 
 from aeprobe._modules import leaf_names  # noqa: E402
 from aeprobe.hooks import Variance, capture, intervene, stream  # noqa: E402
-from aeprobe.patching import patching  # noqa: E402
+from aeprobe.activation_patching import patching  # noqa: E402
 
 RESULTS: list[tuple[str, float, float, bool]] = []  # (goal, measured, bound, passed)
 #: CPU time of this thread (1 intra-op thread: all the work runs on it). Unlike wall time it does

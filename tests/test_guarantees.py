@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 from aeprobe.ablation import bias_parameters, freeze, remove_biases, replace_weights, zero_weights
 from aeprobe.attribution import attribute_code
 from aeprobe.hooks import Variance, capture, intervene, output_at, stream
-from aeprobe.patching import patching
+from aeprobe.activation_patching import patching
 from aeprobe.state import ModelGuard, assert_unchanged, diff, snapshot
 
 

@@ -10,7 +10,7 @@ import torch
 import torch.nn as nn
 
 from aeprobe.hooks import StopForward, capture, intervene, output_at, stream
-from aeprobe.patching import patching
+from aeprobe.activation_patching import patching
 from aeprobe.state import assert_unchanged, snapshot
 
 X = torch.randn(5, 6, generator=torch.Generator().manual_seed(0))

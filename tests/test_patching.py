@@ -7,7 +7,7 @@ import pytest
 import torch
 import torch.nn as nn
 
-from aeprobe.patching import PatchingReport, patching
+from aeprobe.activation_patching import PatchingReport, patching
 from aeprobe.state import assert_unchanged, snapshot
 
 G = torch.Generator().manual_seed(0)

@@ -13,7 +13,7 @@ __all__ = ["patching_bars"]
 def patching_bars(report, path: str | os.PathLike, *, title: str | None = None) -> Path:
     """Horizontal bars of ``report.effect`` (0 = no change, 1 = clean behaviour restored), in report order.
 
-    ``report`` is a :class:`aeprobe.patching.PatchingReport` (anything with ``names``, ``effect``,
+    ``report`` is a :class:`aeprobe.activation_patching.PatchingReport` (anything with ``names``, ``effect``,
     ``clean`` and ``corrupted``). Undefined (NaN) effects are drawn as empty rows marked "n/a".
     """
     names = list(report.names)

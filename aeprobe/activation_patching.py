@@ -1,4 +1,4 @@
-"""Activation patching: how much of the clean behaviour does one module's activation carry?
+"""Activation patching (``aeprobe.patching``): how much of the clean behaviour does one module's activation carry?
 
 For each named module, run the model on ``corrupted`` with that module's output replaced by its
 output on ``clean``, and compare a scalar ``metric`` of the model's output::
