@@ -78,12 +78,13 @@ def get_module(model: nn.Module, name: str) -> nn.Module:
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     if not isinstance(name, str):
         raise TypeError(f"module name must be a str, got {type(name).__name__} ({name!r})")
-    try:
-        module = model.get_submodule(name)
-    except AttributeError:
-        raise _not_found(model, name) from None
-    if not isinstance(module, nn.Module):  # pragma: no cover - get_submodule already checks
-        raise _not_found(model, name)
+    module = model
+    if name:
+        for atom in name.split("."):  # the registered children, as get_submodule, by dict lookups
+            children = getattr(module, "_modules", None)
+            module = children.get(atom) if children is not None else None
+            if module is None:
+                raise _not_found(model, name)
     return module
 
 

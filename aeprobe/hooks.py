@@ -77,7 +77,7 @@ from typing import Any, NamedTuple
 import torch
 import torch.nn as nn
 
-from aeprobe._modules import leaf_names, resolve_modules
+from aeprobe._modules import get_module, leaf_names, resolve_modules
 from aeprobe.reducers import Fold, Mean, MinMax, Projection, Reducer, Variance, make_reducer
 from aeprobe.state import ModelGuard, warn_caller
 from aeprobe.utils import map_tensors
@@ -179,7 +179,7 @@ class _Scope:
             parts = name.split(".") if name else []
             prefixes = [""] + [".".join(parts[:i]) for i in range(1, len(parts))]
             for prefix in prefixes:
-                m = model.get_submodule(prefix)
+                m = get_module(model, prefix)
                 owners.setdefault(id(m), m)
         for m in owners.values():
             guard.add_handle(m.register_forward_pre_hook(self._enter, prepend=True))
@@ -542,9 +542,19 @@ def capture(
         scope = _Scope(model, modules, guard) if counting else None
         if scope is not None and stop:
             scope.on_reset.append(lambda: pending.update(modules))
+        fast = spec.kind == "last" and not grads and not stop  # the common case, kept lean
+        outputs, watched, tensor = out.outputs, out._watch, torch.Tensor
         for name, module in modules.items():
 
-            def hook(module, args, output, name=name):
+            def hook(module, args, output, name=name, key=("out", name, None)):
+                if fast and isinstance(output, tensor):
+                    v = output.detach() if detach else output
+                    if clone:
+                        v = v.clone()
+                    else:
+                        watched[key] = ((v, _version(v)),)
+                    outputs[name] = v
+                    return
                 i = None
                 if counting:
                     i = scope.tick(name)
@@ -653,9 +663,8 @@ def stream(
 
     def update(name: str, value: torch.Tensor) -> None:
         with torch.no_grad():
-            if value.is_floating_point() or value.is_complex():
-                n_bad = value.numel() - torch.isfinite(value).sum()
-                bad[name] = bad[name] + n_bad if name in bad else n_bad
+            if (value.is_floating_point() or value.is_complex()) and not bool(torch.isfinite(value).all()):
+                bad[name] = bad.get(name, 0) + int(value.numel() - torch.isfinite(value).sum())
             reducers[name].update(value)
 
     def flush() -> None:
@@ -715,7 +724,6 @@ def stream(
         guard.restore()
     if ok:
         for name, n in bad.items():
-            n = int(n)
             if n:
                 warn_caller(
                     f"stream: module {name!r} produced {n} non-finite value(s) (NaN or inf) that were reduced; "

@@ -9,6 +9,11 @@ exits -- normally or by an exception -- the model is *indistinguishable* from be
 * the same ``training`` flag on every module and ``requires_grad`` flag on every parameter;
 * the same ``Parameter`` / buffer *objects* (optimizers hold references to them);
 * a **bit-identical** ``state_dict`` (compared as raw bytes, so ``-0.0 != 0.0`` and ``NaN == NaN``).
+  Parameters are never written by the hook tools; ablations restore the ones they write; buffers
+  that a forward can change (normalisation statistics, buffers of train-mode modules) are copied
+  on entry and restored. The one exception, reported by a ``RuntimeWarning`` rather than silently:
+  an in-place write inside the block to a buffer of an eval-mode, non-normalisation module (which
+  no torch layer does in a forward) cannot be undone, since such buffers are not copied.
 
 ``snapshot(model)`` records all of it; ``diff(before, after)`` lists what differs (empty = same);
 ``assert_unchanged(model, before)`` raises with that list. Tests use it; users can too::

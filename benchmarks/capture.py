@@ -19,6 +19,9 @@ a rotating order), each timing the mean of a few back-to-back blocks; a variant'
 median over rounds of its time divided by the plain forward timed in the same round, so load from
 other processes hits both alike. Each goal's verdict (PASS/FAIL) is computed from these numbers.
 
+nnsight (``trace`` + ``.save()``) is timed too when it is importable -- never a dependency of
+aeprobe; run this script with a scratch environment that has it for that row.
+
 Usage:  python benchmarks/capture.py [--rounds 41] [--quick] [--part deep|conv|stream|all]
 """
 from __future__ import annotations
@@ -40,6 +43,11 @@ from aeprobe._modules import leaf_names  # noqa: E402
 from aeprobe.hooks import Variance, capture, intervene, stream  # noqa: E402
 from aeprobe.activation_patching import patching  # noqa: E402
 
+try:  # optional side-by-side; never a dependency (run this script with a scratch venv that has it)
+    from nnsight import NNsight
+except ImportError:  # pragma: no cover - depends on the environment
+    NNsight = None
+
 RESULTS: list[tuple[str, float, float, bool]] = []  # (goal, measured, bound, passed)
 #: CPU time of this thread (1 intra-op thread: all the work runs on it). Unlike wall time it does
 #: not count the time the process waits for a core taken by other processes on a shared machine.
@@ -52,8 +60,10 @@ def goal(label: str, measured: float, bound: float) -> str:
     return f"{'PASS' if ok else 'FAIL'} (goal <= {bound:.2f}x)"
 
 
-def interleaved(variants: dict, rounds: int, inner: int) -> dict[str, float]:
-    """Median over rounds of (variant time / plain time in the same round); 'plain' must be a key."""
+def interleaved(variants: dict, rounds: int, inner) -> dict[str, tuple[float, float, float]]:
+    """Per variant: (median time, median over rounds of variant time / plain time in the same round,
+    ratio of the minimum times). 'plain' must be a key; ``inner``: calls per timing (int, or dict per
+    variant -- a composite job is timed once while 'plain' averages several calls)."""
     names = list(variants)
     ratios = {n: [] for n in names}
     times = {n: [] for n in names}
@@ -65,17 +75,19 @@ def interleaved(variants: dict, rounds: int, inner: int) -> dict[str, float]:
         t_round = {}
         for n in order:
             fn = variants[n]
+            k = inner[n] if isinstance(inner, dict) else inner
             t0 = CLOCK()
             own = 0.0
-            for _ in range(inner):
+            for _ in range(k):
                 dt = fn()  # a variant may time itself (returns seconds) to exclude its set-up
                 own += dt if isinstance(dt, float) else 0.0
             total = CLOCK() - t0
-            t_round[n] = (own if own > 0 else total) / inner
+            t_round[n] = (own if own > 0 else total) / k
         for n in names:
             ratios[n].append(t_round[n] / t_round["plain"])
             times[n].append(t_round[n])
-    return {n: (statistics.median(times[n]), statistics.median(ratios[n])) for n in names}
+    best = min(times["plain"])
+    return {n: (statistics.median(times[n]), statistics.median(ratios[n]), min(times[n]) / best) for n in names}
 
 
 # --------------------------------------------------------------------------------------------- 1. deep MLP
@@ -163,18 +175,36 @@ def time_deep(n_modules: int, rounds: int, n_patch: int) -> None:
     def our_patching():
         return patching(model, x, x2, pnames, metric, eval=False)
 
+    one = {"plain": plain, "raw hook, 1 module": raw_one, "capture 1 module": cap_one,
+           "intervene 1 module": intervene_one, "stream 1 module": stream_one}
+    if NNsight is not None:  # on a copy, in case wrapping changes the model's own forward
+        import copy
+
+        wrapped = NNsight(copy.deepcopy(model))
+        envoy = wrapped
+        for part in mid.split("."):
+            envoy = envoy[int(part)] if part.isdigit() else getattr(envoy, part)
+
+        def nnsight_one():
+            with wrapped.trace(x):
+                envoy.output.save()
+
+        one["nnsight trace+save, 1 module"] = nnsight_one
     with torch.no_grad():
-        res = interleaved({"plain": plain, "raw hook, 1 module": raw_one, "capture 1 module": cap_one,
-                           "intervene 1 module": intervene_one, "stream 1 module": stream_one}, rounds, inner=3)
+        res = interleaved(one, rounds, inner=3)
         res_all = interleaved({"plain": plain, f"raw hooks, all {len(leaves)} leaves": raw_all,
                                f"capture all {len(leaves)} leaves": cap_all}, max(5, rounds // 3), inner=1)
         res_p = interleaved({"plain": plain, f"raw-hook patching, {n_patch} modules": raw_patching,
-                             f"patching, {n_patch} modules": our_patching}, max(5, rounds // 3), inner=1)
+                             f"patching, {n_patch} modules": our_patching}, max(5, rounds // 3),
+                            inner={"plain": n_patch + 1, f"raw-hook patching, {n_patch} modules": 1,
+                                   f"patching, {n_patch} modules": 1})
     assert set(our_patching().effect) == set(pnames)
     print(f"[1] deep MLP, {n_mod} modules ({len(model)} Linear+Tanh blocks), batch 1, 1 thread; "
           f"plain forward {res['plain'][0] * 1e3:.2f} ms")
     bound = 1.10 if n_mod <= 200 else 1.15
-    for name, (t, ratio) in {**res, **res_all, **res_p}.items():
+    print(f"    {'':34s} {'median':>8s}     {'median':>7s}   {'ratio of':>8s}")
+    print(f"    {'':34s} {'time':>8s}     {'ratio':>7s}   {'minima':>8s}")
+    for name, (t, ratio, rmin) in {**res, **res_all, **res_p}.items():
         if name == "plain":
             continue
         verdict = ""
@@ -182,7 +212,7 @@ def time_deep(n_modules: int, rounds: int, n_patch: int) -> None:
             verdict = goal(f"capture 1 of {n_mod} modules", ratio, bound)
         elif name.startswith("patching"):
             verdict = goal(f"patching {n_patch} of {n_mod} modules", ratio, n_patch + 1.2)
-        print(f"    {name:34s} {t * 1e3:8.2f} ms  {ratio:7.3f}x  {verdict}")
+        print(f"    {name:34s} {t * 1e3:8.2f} ms  {ratio:7.3f}x  {rmin:7.3f}x  {verdict}")
 
 
 # --------------------------------------------------------------------------------------------- 2. conv AE
@@ -246,11 +276,11 @@ def time_conv(rounds: int, batch: int) -> None:
     assert len(holder["acts"]) == len(leaves)
     print(f"[2] conv AE: {n_params / 1e6:.2f} M parameters, {len(leaves)} leaf modules, batch {batch}x1x64x64; "
           f"plain forward {res['plain'][0] * 1e3:.2f} ms")
-    for name, (t, ratio) in res.items():
+    for name, (t, ratio, rmin) in res.items():
         if name == "plain":
             continue
         verdict = goal(f"{name}, conv AE", ratio, 1.15) if name.startswith("capture") else ""
-        print(f"    {name:34s} {t * 1e3:8.2f} ms  {ratio:7.3f}x  {verdict}")
+        print(f"    {name:34s} {t * 1e3:8.2f} ms  {ratio:7.3f}x  {rmin:7.3f}x  {verdict}")
 
 
 # --------------------------------------------------------------------------------------------- 3. stream memory
