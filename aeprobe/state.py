@@ -33,8 +33,8 @@ import os
 import sys
 import warnings
 from dataclasses import dataclass, field
-from itertools import chain
-from operator import attrgetter, methodcaller
+from itertools import chain, repeat
+from operator import attrgetter, is_, methodcaller
 from typing import Any
 
 import torch
@@ -243,6 +243,18 @@ _training = attrgetter("training")
 _requires_grad = attrgetter("requires_grad")
 
 
+def _tensors_of(dicts) -> list:
+    """The non-None values of ``_parameters``/``_buffers`` dicts, flattened (C-level in the usual case)."""
+    dicts = list(dicts)
+    try:
+        out = list(chain.from_iterable(map(dict.values, dicts)))
+    except TypeError:  # not plain dicts
+        out = list(chain.from_iterable(map(_values, dicts)))
+    if any(map(is_, out, repeat(None))):  # e.g. ``bias=None`` is registered as a None parameter
+        out = [t for t in out if t is not None]
+    return out
+
+
 def walk_modules(model: nn.Module, *, unique: bool = True) -> list[nn.Module]:
     """Every module of ``model`` (``model`` first, then level by level), built by C-level ``map``/``chain``.
 
@@ -253,13 +265,16 @@ def walk_modules(model: nn.Module, *, unique: bool = True) -> list[nn.Module]:
     """
     mods = [model]
     level = mods
-    while level:
-        level = list(chain.from_iterable(map(_values, filter(None, map(_children, level)))))
-        if None in level:  # a child slot set to None (e.g. ``self.downsample = None`` over a module)
-            level = [m for m in level if m is not None]
-        mods += level
-        if len(mods) > _WALK_LIMIT:  # a cycle, or sharing gone exponential: walk with a visited set
-            return _walk_exact(model)
+    try:
+        while level:
+            level = list(chain.from_iterable(map(dict.values, filter(None, map(_children, level)))))
+            if any(map(is_, level, repeat(None))):  # a child slot set to None (``self.down = None``)
+                level = [m for m in level if m is not None]
+            mods += level
+            if len(mods) > _WALK_LIMIT:  # a cycle, or sharing gone exponential: walk with a visited set
+                return _walk_exact(model)
+    except TypeError:  # a module whose ``_modules`` is not a dict
+        return _walk_exact(model)
     return list(dict.fromkeys(mods)) if unique else mods
 
 
@@ -335,7 +350,7 @@ class ModelGuard:
         self._mods = mods
         # C-level passes over the modules: flags, parameters (and below: the modules owning buffers)
         self._training = list(map(_training, mods))
-        self._ps = [p for p in chain.from_iterable(map(_values, filter(None, map(_parameters, mods)))) if p is not None]
+        self._ps = _tensors_of(filter(None, map(_parameters, mods)))
         self._grad = list(map(_requires_grad, self._ps))
         self._buffers: list[tuple[nn.Module, str, torch.Tensor, torch.Tensor]] = []
         self._kept: list[tuple[nn.Module, str, torch.Tensor, int | None]] = []  # buffers not copied
