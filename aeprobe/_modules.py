@@ -26,12 +26,12 @@ from fnmatch import fnmatchcase
 
 import torch.nn as nn
 
-__all__ = ["ModuleNotFoundKeyError", "get_module", "resolve_modules", "module_name", "leaf_names", "is_pattern"]
+__all__ = ["ModuleNotFoundKeyError", "get_module", "resolve_modules", "module_name", "leaf_names"]
 
 _WILDCARD = re.compile(r"[*?\[]")
 
 
-def is_pattern(name: str) -> bool:
+def _is_pattern(name: str) -> bool:
     """True when ``name`` is a wildcard pattern (contains ``*``, ``?`` or ``[``), not a plain module name."""
     return isinstance(name, str) and _WILDCARD.search(name) is not None
 
@@ -50,7 +50,7 @@ def _all_names(model: nn.Module) -> list[str]:
 
 def _not_found(model: nn.Module, name: str, names: list[str] | None = None) -> ModuleNotFoundKeyError:
     names = _all_names(model) if names is None else names
-    pattern = is_pattern(name)
+    pattern = _is_pattern(name)
     # for a pattern, compare its literal part ("decodr.*" -> "decodr") with the names
     probe = (_WILDCARD.split(name)[0].rstrip(".") or name) if pattern else name
     close = difflib.get_close_matches(probe, [n for n in names if n], n=5, cutoff=0.5)
@@ -138,7 +138,7 @@ def resolve_modules(model: nn.Module, names: str | nn.Module | Iterable[str | nn
                     break
             else:
                 module_name(model, item)  # raises the KeyError
-        elif isinstance(item, str) and is_pattern(item):
+        elif isinstance(item, str) and _is_pattern(item):
             taken = {id(m) for m in out.values()}
             found = False
             for n, m in walk():

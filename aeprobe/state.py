@@ -49,7 +49,6 @@ __all__ = [
     "bits_equal",
     "ModelGuard",
     "HOOK_DICTS",
-    "MODE_SENSITIVE",
     "walk_modules",
     "warn_caller",
 ]
@@ -309,7 +308,7 @@ def warn_caller(message: str, category: type[Warning] = RuntimeWarning) -> None:
 
 
 #: Module types whose result depends on the ``training`` flag in a way a measurement must not ignore.
-MODE_SENSITIVE = (nn.modules.dropout._DropoutNd, nn.modules.batchnorm._BatchNorm)
+_MODE_SENSITIVE = (nn.modules.dropout._DropoutNd, nn.modules.batchnorm._BatchNorm)
 
 
 class ModelGuard:
@@ -404,10 +403,10 @@ class ModelGuard:
 
     def _warn_modes(self, caller: str) -> None:
         if not any(self._training) or not any(
-            flag and isinstance(m, MODE_SENSITIVE) for m, flag in zip(self._mods, self._training)
+            flag and isinstance(m, _MODE_SENSITIVE) for m, flag in zip(self._mods, self._training)
         ):
             return
-        names = [n for n, m in self.model.named_modules() if m.training and isinstance(m, MODE_SENSITIVE)]
+        names = [n for n, m in self.model.named_modules() if m.training and isinstance(m, _MODE_SENSITIVE)]
         shown = ", ".join(f"{n or '<model>'!r} ({type(self.model.get_submodule(n)).__name__})" for n in names[:3])
         more = f" and {len(names) - 3} more" if len(names) > 3 else ""
         warn_caller(

@@ -27,8 +27,12 @@ from aeprobe.activation_patching import patching
 from aeprobe.state import ModelGuard, assert_unchanged, diff, snapshot
 
 
-# random train/eval flags: the tools rightly warn about train-mode Dropout/BatchNorm (tested elsewhere)
-pytestmark = pytest.mark.filterwarnings("ignore:.*in training mode:RuntimeWarning")
+# random train/eval flags and tiny random nets: the tools rightly warn about train-mode Dropout/BatchNorm
+# and about patching metrics that do not move (both tested elsewhere)
+pytestmark = [
+    pytest.mark.filterwarnings("ignore:.*in training mode:RuntimeWarning"),
+    pytest.mark.filterwarnings("ignore:patching.*undefined:RuntimeWarning"),
+]
 
 
 class Boom(Exception):
