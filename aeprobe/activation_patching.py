@@ -200,7 +200,7 @@ class _Runs:
                                 f"patching: module {name!r} outputs shape {tuple(o.shape)} on corrupted but "
                                 f"{tuple(v.shape)} on clean (call {i})"
                             )
-                        return v.clone()
+                        return v  # this run's own copy (recorded with clone): safe to hand over
                     new = o.clone()
                     new[offset:offset + length] = v
                     return new
