@@ -26,6 +26,8 @@ _LAZY = {
     "layer_weights": "aeprobe.weights",
     "LayerRecord": "aeprobe.weights",
     "attribute_code": "aeprobe.attribution",
+    "patching": "aeprobe.activation_patching",
+    "PatchingReport": "aeprobe.activation_patching",
     "Variance": "aeprobe.hooks",
     "Projection": "aeprobe.hooks",
     "set_value": "aeprobe.hooks",

@@ -9,15 +9,31 @@ existing names, when a name does not exist::
 
 The empty string ``""`` is the model itself (as in ``named_modules()``). A module object that is a
 submodule of the model is accepted wherever a name is, and mapped back to its name.
+
+**Wildcards**: a name containing ``*``, ``?`` or ``[`` is an ``fnmatch`` pattern over the
+``named_modules()`` names (case-sensitive; ``*`` also crosses dots), expanded in tree order:
+``"decoder.*"`` is every submodule of ``decoder``, ``"*.conv"`` every module called ``conv``. The
+model itself (``""``) is never matched by a pattern, a module shared under several names is matched
+once (its first name), and a pattern that matches nothing is a ``KeyError`` with close matches.
+The tree is walked at most once per call, and not at all for plain names.
 """
 from __future__ import annotations
 
 import difflib
+import re
 from collections.abc import Iterable
+from fnmatch import fnmatchcase
 
 import torch.nn as nn
 
 __all__ = ["ModuleNotFoundKeyError", "get_module", "resolve_modules", "module_name", "leaf_names"]
+
+_WILDCARD = re.compile(r"[*?\[]")
+
+
+def _is_pattern(name: str) -> bool:
+    """True when ``name`` is a wildcard pattern (contains ``*``, ``?`` or ``[``), not a plain module name."""
+    return isinstance(name, str) and _WILDCARD.search(name) is not None
 
 
 class ModuleNotFoundKeyError(KeyError):
@@ -32,16 +48,20 @@ def _all_names(model: nn.Module) -> list[str]:
     return [n for n, _ in model.named_modules(remove_duplicate=False)]
 
 
-def _not_found(model: nn.Module, name: str) -> ModuleNotFoundKeyError:
-    names = _all_names(model)
-    close = difflib.get_close_matches(name, names, n=5, cutoff=0.5)
+def _not_found(model: nn.Module, name: str, names: list[str] | None = None) -> ModuleNotFoundKeyError:
+    names = _all_names(model) if names is None else names
+    pattern = _is_pattern(name)
+    # for a pattern, compare its literal part ("decodr.*" -> "decodr") with the names
+    probe = (_WILDCARD.split(name)[0].rstrip(".") or name) if pattern else name
+    close = difflib.get_close_matches(probe, [n for n in names if n], n=5, cutoff=0.5)
     if close:
         hint = "close matches: " + ", ".join(repr(c) for c in close)
     else:
         shown = [n for n in names if n][:12]
         more = "" if len(names) - 1 <= 12 else f", ... ({len(names) - 1} in total)"
         hint = "available: " + ", ".join(repr(n) for n in shown) + more if shown else "the model has no submodules"
-    return ModuleNotFoundKeyError(f"no module named {name!r} in {type(model).__name__}; {hint}")
+    what = f"no module matches the pattern {name!r}" if pattern else f"no module named {name!r}"
+    return ModuleNotFoundKeyError(f"{what} in {type(model).__name__}; {hint}")
 
 
 def get_module(model: nn.Module, name: str) -> nn.Module:
@@ -58,12 +78,13 @@ def get_module(model: nn.Module, name: str) -> nn.Module:
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     if not isinstance(name, str):
         raise TypeError(f"module name must be a str, got {type(name).__name__} ({name!r})")
-    try:
-        module = model.get_submodule(name)
-    except AttributeError:
-        raise _not_found(model, name) from None
-    if not isinstance(module, nn.Module):  # pragma: no cover - get_submodule already checks
-        raise _not_found(model, name)
+    module = model
+    if name:
+        for atom in name.split("."):  # the registered children, as get_submodule, by dict lookups
+            children = getattr(module, "_modules", None)
+            module = children.get(atom) if children is not None else None
+            if module is None:
+                raise _not_found(model, name)
     return module
 
 
@@ -78,15 +99,15 @@ def module_name(model: nn.Module, module: nn.Module) -> str:
 
 
 def resolve_modules(model: nn.Module, names: str | nn.Module | Iterable[str | nn.Module]) -> dict[str, nn.Module]:
-    """Resolve one or several names (or submodule objects) to an ordered ``{name: module}`` dict.
+    """Resolve names, wildcard patterns or submodule objects to an ordered ``{name: module}`` dict.
 
-    Duplicates are dropped (first occurrence kept). An empty collection raises ``ValueError``;
-    unknown names raise ``KeyError`` with close matches (all unknown names are checked before raising
-    so the message reports the first one).
+    Duplicate names are dropped (first occurrence kept); a pattern adds its matches in tree order,
+    skipping modules already resolved. An empty collection raises ``ValueError``; an unknown name
+    or a pattern that matches nothing raises ``KeyError`` with close matches.
 
     Example::
 
-        mods = resolve_modules(model, ["encoder.0", "decoder.2"])
+        mods = resolve_modules(model, ["encoder.0", "decoder.*"])
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
@@ -100,13 +121,37 @@ def resolve_modules(model: nn.Module, names: str | nn.Module | Iterable[str | nn
         ) from None
     if not items:
         raise ValueError("no module names given (empty list); use leaf_names(model) for every leaf module")
+    named: list[tuple[str, nn.Module]] | None = None  # the one walk of the tree, done only when needed
+
+    def walk() -> list[tuple[str, nn.Module]]:
+        nonlocal named
+        if named is None:
+            named = list(model.named_modules(remove_duplicate=False))
+        return named
+
     out: dict[str, nn.Module] = {}
     for item in items:
         if isinstance(item, nn.Module):
-            name, module = module_name(model, item), item
+            for n, m in walk():
+                if m is item:
+                    out.setdefault(n, m)
+                    break
+            else:
+                module_name(model, item)  # raises the KeyError
+        elif isinstance(item, str) and _is_pattern(item):
+            taken = {id(m) for m in out.values()}
+            found = False
+            for n, m in walk():
+                if n and fnmatchcase(n, item):
+                    found = True
+                    if id(m) not in taken:
+                        taken.add(id(m))
+                        out.setdefault(n, m)
+            if not found:
+                raise _not_found(model, item, [n for n, _ in walk()])
         else:
-            name, module = item, get_module(model, item)
-        out.setdefault(name, module)
+            if item not in out:
+                out[item] = get_module(model, item)
     return out
 
 

@@ -15,8 +15,12 @@ code, or a tuple = index into the code's non-batch dims), or the sum of the code
 ``unit=None`` (the code itself for a 1-D code, as in ``DiskAE``).
 
 For the layer methods ``layer`` names a module; with ``layer=None`` the first leaf module that runs
-is used and the attribution is taken with respect to *its input* -- i.e. the input pixels unless
-``encode`` preprocesses ``x`` -- so the map has the shape of ``x`` for every method.
+is used and the attribution is taken with respect to *its input* (of its first call) -- i.e. the
+input pixels unless ``encode`` preprocesses ``x`` -- so the map has the shape of ``x`` for every
+method. A layer that runs several times per forward (a shared module) needs ``calls=k`` (or
+``"last"``): the attribution is then to the output of that call alone (a proxy module receives
+that call's output, so captum sees exactly one call); without it a ``ValueError`` says so, since
+captum would silently mix the calls.
 
 The model is put in eval mode during attribution (``eval_mode=True``: BatchNorm uses its running
 statistics, dropout is off, samples do not interact), its parameters' ``requires_grad`` is turned
@@ -31,7 +35,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from aeprobe._modules import get_module, module_name
+from aeprobe._modules import get_module, module_name, resolve_modules
 from aeprobe.state import ModelGuard
 
 __all__ = ["CodeAttribution", "attribute_code", "METHODS"]
@@ -83,6 +87,21 @@ def _resolve_encoder(model: nn.Module, encoder) -> tuple[callable, nn.Module, li
     raise TypeError(f"encoder must be None, a module name or an nn.Module, got {type(encoder).__name__}")
 
 
+def _count_calls(module: nn.Module, fn, x1: torch.Tensor) -> int:
+    count = [0]
+
+    def hook(mod, args, output):
+        count[0] += 1
+
+    handle = module.register_forward_hook(hook)
+    try:
+        with torch.no_grad():
+            fn(x1)
+    finally:
+        handle.remove()
+    return count[0]
+
+
 def _first_leaf(root: nn.Module, fn, x1: torch.Tensor) -> tuple[str, nn.Module]:
     order: list[nn.Module] = []
     handles = [
@@ -130,6 +149,7 @@ def attribute_code(
     integration: str | None = None,
     eval_mode: bool = True,
     restore_buffers: bool = True,
+    calls: int | str | None = None,
 ) -> CodeAttribution:
     """Attribute code unit ``unit`` (or the code's sum) of ``encode(x)`` with a captum method.
 
@@ -140,7 +160,8 @@ def attribute_code(
     ``"riemann_trapezoid"`` for layer conductance: captum computes conductance from differences of
     the layer's activation between consecutive path points, which telescope to ``a(x) - a(x')``
     only when the grid contains both end points (Gauss-Legendre nodes do not: then even a linear
-    encoder gets an O(1/n_steps) error).
+    encoder gets an O(1/n_steps) error). ``calls``: for a ``layer`` that runs several times per
+    forward, which call to attribute to -- an int k (counted from 0) or ``"last"``; required then.
 
     Example::
 
@@ -164,6 +185,13 @@ def attribute_code(
         raise ValueError("layer= is for the layer methods; integrated_gradients attributes to the input")
     if n_steps < 1:
         raise ValueError(f"n_steps must be >= 1, got {n_steps}")
+    if calls is not None:
+        if method == "integrated_gradients":
+            raise ValueError("calls= selects a call of the attributed layer; integrated_gradients has no layer")
+        if layer is None:
+            raise ValueError("calls= selects a call of layer=; with layer=None the first call's input is always used")
+        if not (calls == "last" or (isinstance(calls, int) and not isinstance(calls, bool) and calls >= 0)):
+            raise ValueError(f"calls must be an int k >= 0 or 'last' (one call is attributed), got {calls!r}")
 
     enc_fn, root, to_eval = _resolve_encoder(model, encoder)
     param = next((p for m in to_eval for p in m.parameters()), None)
@@ -195,21 +223,68 @@ def attribute_code(
         code_shape = tuple(code.shape[1:])
         idx = _flat_index(unit, code_shape)
 
-        def scalar(inp: torch.Tensor) -> torch.Tensor:
-            c = enc_fn(inp)
-            if isinstance(c, (tuple, list)):
-                c = c[0]
-            flat = c.reshape(c.shape[0], -1)
-            return flat.sum(dim=1) if idx is None else flat[:, idx]
-
         layer_name: str | None = None
         to_input = False
+        layer_mod = None
+        tap_call: int | None = None  # attribute to this call of the layer through a proxy module
         if method != "integrated_gradients":
             if layer is None:
                 layer_name, layer_mod = _first_leaf(root, enc_fn, x[:1])
                 to_input = True
             else:
-                layer_name, layer_mod = layer, get_module(root, layer)
+                found = resolve_modules(root, layer)  # a name, a submodule or a pattern matching one module
+                if len(found) != 1:
+                    raise ValueError(f"layer {layer!r} matches {len(found)} modules ({list(found)[:5]}); name one")
+                ((layer_name, layer_mod),) = found.items()
+            n_calls = _count_calls(layer_mod, enc_fn, x[:1])
+            if n_calls == 0:
+                raise ValueError(f"layer {layer_name!r} did not run during encode(x)")
+            if to_input:
+                tap_call = 0 if n_calls > 1 else None
+            elif calls is None:
+                if n_calls > 1:
+                    raise ValueError(
+                        f"layer {layer_name!r} runs {n_calls} times per forward of the encoder (a shared module); "
+                        f"pass calls=k (0..{n_calls - 1}) or calls='last' to attribute to one call -- captum would "
+                        "otherwise mix the calls silently"
+                    )
+            else:
+                k = n_calls - 1 if calls == "last" else calls
+                if k >= n_calls:
+                    raise ValueError(f"calls={calls} but layer {layer_name!r} runs {n_calls} time(s) per forward")
+                tap_call = k if n_calls > 1 else None
+        call_counter = [0]
+        if tap_call is not None:
+            tap = nn.Identity()  # proxy: captum hooks it, and it sees only the chosen call
+            if to_input:
+
+                def pre_hook(mod, args):
+                    i = call_counter[0]
+                    call_counter[0] += 1
+                    if i == tap_call:
+                        return (tap(args[0]),) + tuple(args[1:])
+                    return None
+
+                guards[0].add_handle(layer_mod.register_forward_pre_hook(pre_hook))
+            else:
+
+                def hook(mod, args, output):
+                    i = call_counter[0]
+                    call_counter[0] += 1
+                    return tap(output) if i == tap_call else None
+
+                guards[0].add_handle(layer_mod.register_forward_hook(hook))
+            layer_mod, to_input_captum = tap, False
+        else:
+            to_input_captum = to_input
+
+        def scalar(inp: torch.Tensor) -> torch.Tensor:
+            call_counter[0] = 0  # calls are counted per forward
+            c = enc_fn(inp)
+            if isinstance(c, (tuple, list)):
+                c = c[0]
+            flat = c.reshape(c.shape[0], -1)
+            return flat.sum(dim=1) if idx is None else flat[:, idx]
 
         delta = None
         quad = integration or ("riemann_trapezoid" if method == "layer_conductance" else "gausslegendre")
@@ -222,10 +297,10 @@ def attribute_code(
             elif method == "layer_conductance":
                 attr, delta = LayerConductance(scalar, layer_mod).attribute(
                     x, baselines=base, n_steps=n_steps, internal_batch_size=internal_batch_size,
-                    return_convergence_delta=True, attribute_to_layer_input=to_input, method=quad,
+                    return_convergence_delta=True, attribute_to_layer_input=to_input_captum, method=quad,
                 )
             else:
-                attr = LayerGradientXActivation(scalar, layer_mod).attribute(x, attribute_to_layer_input=to_input)
+                attr = LayerGradientXActivation(scalar, layer_mod).attribute(x, attribute_to_layer_input=to_input_captum)
         if isinstance(attr, (tuple, list)):
             attr = attr[0]
         with torch.no_grad():

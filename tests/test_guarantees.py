@@ -22,8 +22,17 @@ from hypothesis import strategies as st
 
 from aeprobe.ablation import bias_parameters, freeze, remove_biases, replace_weights, zero_weights
 from aeprobe.attribution import attribute_code
-from aeprobe.hooks import Variance, capture, intervene, stream
-from aeprobe.state import assert_unchanged, diff, snapshot
+from aeprobe.hooks import Variance, capture, intervene, output_at, stream
+from aeprobe.activation_patching import patching
+from aeprobe.state import ModelGuard, assert_unchanged, diff, snapshot
+
+
+# random train/eval flags and tiny random nets: the tools rightly warn about train-mode Dropout/BatchNorm
+# and about patching metrics that do not move (both tested elsewhere)
+pytestmark = [
+    pytest.mark.filterwarnings("ignore:.*in training mode:RuntimeWarning"),
+    pytest.mark.filterwarnings("ignore:patching.*undefined:RuntimeWarning"),
+]
 
 
 class Boom(Exception):
@@ -120,7 +129,11 @@ class TinyResNet(nn.Module):
 
 # ----------------------------------------------------------------------------- the operations
 OPS = ["capture", "capture_grad", "stream", "intervene", "remove_biases", "zero_weights", "replace_weights",
-       "freeze", "attribution"]
+       "freeze", "attribution",
+       # the options of the hook core: per-call targeting, gradients, early stop, modes, select, patching
+       "capture_calls", "capture_grads", "capture_stop", "capture_eval", "stream_select", "intervene_calls",
+       "patching"]
+EVALS = [None, True, False]
 
 
 def _module_names(model):
@@ -142,6 +155,25 @@ def _run(op: str, model: nn.Module, x: torch.Tensor, rnd, raise_in_body: bool):
         if raise_in_body:
             raise Boom("body")
 
+    if op == "patching":
+        def metric(y):
+            if raise_in_body:
+                raise Boom("metric")
+            return y[0].square().sum()  # not symmetric in the samples (corrupted = clean reversed)
+
+        patching(model, x.detach(), x.detach().flip(0), names, metric, calls=rnd.choice(["last", "all", 0]),
+                 batch_size=rnd.choice([None, 2, 100]), eval=rnd.choice(EVALS))
+        return None
+    if op == "capture_stop":
+        if user_armed(model):  # the user's hook raises during forward: let the forward reach it
+            names = names + [""]
+        cm = capture(model, names, stop=True, calls=rnd.choice(["last", "all", 0]), inputs=rnd.random() < 0.5,
+                     eval=rnd.choice(EVALS))
+        with cm:
+            if raise_in_body:
+                raise Boom("body")  # (after the forward the block has ended: a stop skips the rest)
+            model(x)
+        return None
     if op == "attribution":
         method = rnd.choice(["integrated_gradients", "layer_conductance", "grad_x_activation"])
         leaves = [n for n, m in model.named_modules() if next(m.children(), None) is None]
@@ -156,6 +188,21 @@ def _run(op: str, model: nn.Module, x: torch.Tensor, rnd, raise_in_body: bool):
         cm = stream(model, names, rnd.choice(["mean", "minmax", Variance()]))
     elif op == "intervene":
         cm = intervene(model, {n: (lambda out: out * 0.5) for n in names}, on=rnd.choice(["output", "input"]))
+    elif op == "capture_calls":
+        cm = capture(model, names, calls=rnd.choice(["last", "all", 0, [0], 1]), inputs=rnd.random() < 0.5,
+                     clone=rnd.random() < 0.5, eval=rnd.choice(EVALS))
+    elif op == "capture_grads":
+        cm = capture(model, names, grads=True, detach=rnd.random() < 0.5, clone=rnd.random() < 0.5,
+                     calls=rnd.choice(["last", "all", 0]), eval=rnd.choice(EVALS))
+    elif op == "capture_eval":
+        cm = capture(model, names, eval=rnd.choice(EVALS), inputs=rnd.random() < 0.5)
+    elif op == "stream_select":
+        cm = stream(model, names, rnd.choice(["mean", Variance()]), select=lambda out: out,
+                    calls=rnd.choice(["all", "last", 0]), inputs=rnd.random() < 0.3, eval=rnd.choice(EVALS))
+    elif op == "intervene_calls":
+        cm = intervene(model, {n: (lambda out: out * 0.5) for n in names}, calls=rnd.choice([0, [0], "all"]),
+                       select=rnd.choice([None, lambda out: out]), on=rnd.choice(["output", "input"]),
+                       eval=rnd.choice(EVALS))
     elif op == "remove_biases":
         if not bias_parameters(model):
             with pytest.raises(ValueError, match="no bias"):
@@ -199,7 +246,16 @@ def _prepare(model: nn.Module, rnd) -> dict:
     mods = list(model.modules())
     rnd.choice(mods).register_forward_hook(counting_hook)
     rnd.choice(mods).register_forward_pre_hook(boom_hook)
+    _ARMED[id(model)] = state
     return state
+
+
+_ARMED: dict[int, dict] = {}
+
+
+def user_armed(model) -> bool:
+    state = _ARMED.get(id(model))
+    return bool(state and state["armed"])
 
 
 def _check(op: str, model: nn.Module, x: torch.Tensor, rnd) -> None:
@@ -303,3 +359,127 @@ def test_diff_distinguishes_negative_zero():
         model.bias.fill_(-0.0)
     assert torch.equal(model.bias, base.state["bias"])  # == cannot see it ...
     assert any("'bias'" in p for p in diff(base, snapshot(model)))  # ... the bit comparison does
+
+
+# ----------------------------------------------------------------------------- a deep model, and the guard's cost model
+def _deep_model(n_blocks: int) -> nn.Sequential:
+    """3 modules per block (Sequential, Linear/BatchNorm, activation or Dropout), ~1000 modules in all."""
+    blocks = []
+    for i in range(n_blocks):
+        if i % 3 == 0:
+            blocks.append(nn.Sequential(nn.Linear(4, 4), nn.BatchNorm1d(4)))
+        elif i % 3 == 1:
+            blocks.append(nn.Sequential(nn.Tanh(), nn.Dropout(0.1)))
+        else:
+            blocks.append(nn.Sequential(nn.Linear(4, 4), nn.ReLU()))
+    return nn.Sequential(*blocks)
+
+
+def test_blocks_leave_a_1000_module_model_bit_identical():
+    """Every tool, clean and raising, on a 1000-module model in mixed train/eval modes (BatchNorm
+    statistics move in train mode) with frozen parameters and user hooks: nothing changes."""
+    import random
+
+    torch.manual_seed(0)
+    model = _deep_model(333)
+    assert sum(1 for _ in model.modules()) == 1000
+    rnd = random.Random(0)
+    x = torch.randn(4, 4)
+    user = _prepare(model, rnd)
+    names = ["0.0", "166.*", "300.1", "331"]
+
+    def forward_and_maybe_raise(raise_it: bool):
+        model(x).square().sum().backward()
+        if raise_it:
+            raise Boom()
+
+    blocks = [
+        lambda: capture(model, names, calls="all", inputs=True, grads=True),
+        lambda: capture(model, names, stop=True),
+        lambda: stream(model, names, "variance", calls="last"),
+        lambda: intervene(model, {"166.*": lambda t: t * 0.5}, calls=0, eval=True),
+    ]
+    for make in blocks:
+        for raise_it in (False, True):
+            before = snapshot(model)
+            try:
+                with make():
+                    forward_and_maybe_raise(raise_it)
+            except Boom:
+                assert raise_it
+            assert not diff(before, snapshot(model))
+    before = snapshot(model)
+    patching(model, x, x.flip(0), names, lambda y: y[0].sum(), batch_size=100)
+    output_at(model, "200", x)
+    user["armed"] = True
+    with pytest.raises(Boom):
+        output_at(model, "332", x)
+    user["armed"] = False
+    assert not diff(before, snapshot(model))
+
+
+def test_a_block_walks_the_tree_once_and_writes_only_changed_flags(monkeypatch):
+    """Issue 18's cost model, checked structurally (not by timing): one pass over the tree per block,
+    no ``named_modules()`` walk for plain names, and on exit a flag is written only if it changed."""
+    import aeprobe.state as state_mod
+
+    torch.manual_seed(0)
+    model = _deep_model(30).eval()
+    walks = []
+    real_walk = state_mod.walk_modules
+    monkeypatch.setattr(state_mod, "walk_modules", lambda m, **kw: walks.append(1) or real_walk(m, **kw))
+    named = []
+    real_named = nn.Module.named_modules
+    monkeypatch.setattr(nn.Module, "named_modules", lambda self, *a, **k: named.append(1) or real_named(self, *a, **k))
+    writes = []
+    real_setattr = nn.Module.__setattr__
+
+    def counting_setattr(self, name, value):
+        if name == "training":
+            writes.append(self)
+        real_setattr(self, name, value)
+
+    monkeypatch.setattr(nn.Module, "__setattr__", counting_setattr)
+    x = torch.randn(4, 4)
+    with capture(model, ["3.0", "29"]) as acts, stream(model, "3.1", "mean"), intervene(model, {"5.0": lambda t: t}):
+        model(x)
+    assert len(walks) == 3 and not named and not writes and len(acts) == 2
+    walks.clear()
+    with capture(model, "3.0"):
+        model[7][1].train()  # the body changes one flag: exactly that one is written back
+        model(x)
+    assert len(walks) == 1 and writes == [model[7][1], model[7][1]] and not model[7][1].training
+
+
+def test_guard_copies_only_buffers_a_forward_can_change():
+    """Normalisation statistics and buffers of train-mode modules are copied and restored; a buffer
+    of an eval-mode module is not copied, so writing it in place is reported (it cannot be undone),
+    and a replaced buffer object is put back."""
+
+    class Counter(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.register_buffer("seen", torch.zeros(()))
+            self.register_buffer("table", torch.arange(3.0))
+
+        def forward(self, x):
+            self.seen += 1  # a custom module that writes its buffer even in eval mode
+            return x
+
+    model = nn.Sequential(nn.Linear(3, 3), nn.BatchNorm1d(3), Counter()).eval()
+    guard = ModelGuard(model)
+    assert [k for _, k, _, _ in guard._buffers] == ["running_mean", "running_var", "num_batches_tracked"]
+    guard.restore()
+    table = model[2].table
+    with pytest.warns(RuntimeWarning, match=r"Counter.seen.*could not be restored"):
+        with capture(model, "0"):
+            model[2].table = torch.zeros(3)  # replaced: the original object comes back
+            model[1].train()  # the body switches BatchNorm to train: its statistics are still restored
+            model(torch.randn(5, 3))
+    assert model[2].table is table and float(model[2].seen) == 1.0
+    assert float(model[1].num_batches_tracked) == 0 and not model[1].training
+    model[2].train()
+    before = snapshot(model)
+    with capture(model, "0"):  # in training mode the Counter's buffers are copied: restored exactly
+        model(torch.randn(5, 3))
+    assert_unchanged(model, before)

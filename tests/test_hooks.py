@@ -99,15 +99,18 @@ def test_capture_without_detach_gives_gradients(ae):
 
 
 def test_inplace_op_overwrites_reference_unless_clone():
+    """A later in-place op overwrites a captured reference: the block warns (naming the module and
+    suggesting clone=True); clone=True keeps the captured values and does not warn."""
     torch.manual_seed(0)
     net = nn.Sequential(nn.Linear(4, 8), nn.ReLU(inplace=True))
     x = torch.randn(16, 4)
-    with capture(net, ["0"]) as ref, capture(net, ["0"], clone=True) as cop:
-        net(x)
+    with pytest.warns(RuntimeWarning, match=r"output of module '0'.*clone=True"):
+        with capture(net, ["0"]) as ref, capture(net, ["0"], clone=True) as cop:
+            net(x)
     pre = net[0](x).detach()
     assert (pre < 0).any()
     assert torch.equal(cop["0"], pre)  # clone kept the pre-ReLU values
-    assert torch.equal(ref["0"], pre.clamp(min=0))  # the reference was overwritten in place (documented)
+    assert torch.equal(ref["0"], pre.clamp(min=0))  # the reference was overwritten in place (and warned)
 
 
 class Shared(nn.Module):
@@ -347,11 +350,11 @@ def test_restore_buffers_warns_when_training_inside_block():
     net = nn.Sequential(nn.Linear(3, 3), nn.BatchNorm1d(3)).train()
     opt = torch.optim.SGD(net.parameters(), lr=0.1)
     with pytest.warns(RuntimeWarning, match="restore_buffers=False"):
-        with capture(net, ["0"]):
+        with capture(net, ["0"], eval=False):
             net(torch.randn(8, 3)).sum().backward()
             opt.step()
     rm = net[1].running_mean.clone()
-    with capture(net, ["0"], restore_buffers=False):
+    with capture(net, ["0"], restore_buffers=False, eval=False):
         net(torch.randn(8, 3) + 5)
     assert not torch.equal(rm, net[1].running_mean)
 
