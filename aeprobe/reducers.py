@@ -19,7 +19,10 @@ dataset -- equal to a single process's result to float64 rounding::
     red["encoder"].all_reduce()                           # every rank: the global mean and variance
 
 Merging is exact up to float64 rounding: means and variances are accumulated in float64 and
-variances are merged with Chan et al.'s pairwise formula, min/max are exact.
+variances are merged with Chan et al.'s pairwise formula, min/max are exact. The collectives
+run on the CPU for gloo and on each rank's current CUDA device for NCCL (call
+``torch.cuda.set_device(local_rank)`` first, as usual); the merged state goes back to the
+device the reducer's state was on.
 """
 from __future__ import annotations
 

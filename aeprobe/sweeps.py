@@ -298,7 +298,9 @@ class SweepFailure:
     exception: BaseException | None = None  #: the exception itself when it could be brought back
 
     def __str__(self) -> str:
-        return f"configs[{self.index}] {self.config!r}: {self.error}"
+        cfg = repr(self.config)
+        cfg = cfg if len(cfg) <= 200 else cfg[:197] + "..."
+        return f"configs[{self.index}] {cfg}: {self.error}"
 
 
 class SweepError(RuntimeError):
@@ -552,7 +554,7 @@ def sweep(
         out: folder of the stored results (resume); ``None`` stores nothing.
         workers: configs running at once: processes in the pool (default: the CPUs, at most the
             number of configs to run); for Ray a cap on tasks in flight (default: none) and, when
-            the sweep starts Ray itself, its CPUs are ``workers * cpus_per_task``.
+            the sweep starts Ray itself, its CPUs are ``workers * cpus_per_task``; ignored by local.
         threads: torch intra-op threads per run. Default: unchanged (local), CPUs // workers
             (processes), ``cpus_per_task`` rounded up (Ray).
         resume: with ``out``, read finished configs instead of running them again.

@@ -132,6 +132,9 @@ def _every_reducer(rank: int, world: int, dev: str) -> None:
         "variance_dims": (lambda: Variance(dims=(0, 2)), x.reshape(96, 2, 3)),
         "minmax": (lambda: MinMax(), x),
         "minmax_int": (lambda: MinMax(), xi),
+        # one-signed data: a rank without data must not contribute a 0 to the min or the max
+        "minmax_positive": (lambda: MinMax(), x.abs() + 1),
+        "minmax_negative": (lambda: MinMax(), -xi.abs() - 1),
         "projection": (lambda: Projection(directions, keep=True), x),
         "fold": (lambda: Fold(lambda s, b: (b.double() ** 2).sum(0) + (0 if s is None else s),
                               merge=lambda a, b: a + b), x),
