@@ -12,9 +12,10 @@ OUT     ?= runs/disks
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
 
+# CI (.ci/run -> make test) installs the optional Ray extra too, so the Ray sweep tests run there
 venv: $(BIN)/python
 	$(BIN)/pip install -q $(TORCH)
-	$(BIN)/pip install -q -c constraints.txt -e ".[test]"
+	$(BIN)/pip install -q -c constraints.txt -e ".[test,ray]"
 
 demo: venv
 	$(BIN)/python experiments/disks.py --quick --out $(OUT)
@@ -25,6 +26,7 @@ test: venv
 bench: venv
 	$(BIN)/python benchmarks/capture.py
 	$(BIN)/python benchmarks/train.py
+	$(BIN)/python benchmarks/sweep.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .hypothesis

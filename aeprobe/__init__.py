@@ -53,6 +53,16 @@ _LAZY = {
     "load_encoder": "aeprobe.pretrained",
     "read_state_dict": "aeprobe.checkpoint",
     "resolve_device": "aeprobe.device",
+    # scale-out: mergeable reducers (all_reduce across torch.distributed ranks), sharding, sweeps
+    # (the sweep function lives in aeprobe.sweeps: a submodule named ``sweep`` would replace it)
+    "Reducer": "aeprobe.reducers",
+    "Mean": "aeprobe.reducers",
+    "MinMax": "aeprobe.reducers",
+    "Fold": "aeprobe.reducers",
+    "shard": "aeprobe.distributed",
+    "sweep": "aeprobe.sweeps",
+    "SweepError": "aeprobe.sweeps",
+    "config_key": "aeprobe.sweeps",
 }
 
 __all__ = sorted(_LAZY) + ["__version__"]
