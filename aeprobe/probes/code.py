@@ -249,6 +249,14 @@ class Comoments(Reducer):
             self.count, self.means, self.C, self.Q, self.S = b, means, C, Q, S
             return
         n, tot = self.count, self.count + b
+        if not self.quartic:  # Chan's update in one step: C += C_b + n b / (n + b) Δ_i Δ_j^T
+            deltas = [mb.sub_(mu) for mb, mu in zip(means, self.means)]
+            for i, j in self._pairs():
+                self.C[(i, j)].add_(C[(i, j)]).addr_(deltas[i], deltas[j], alpha=n * b / tot)
+            for mu, d in zip(self.means, deltas):
+                mu.add_(d, alpha=b / tot)
+            self.count = tot
+            return
         new = [mu + (mb - mu) * (b / tot) for mu, mb in zip(self.means, means)]
         self._recentre(n, [nm - mu for nm, mu in zip(new, self.means)], self.C, self.Q, self.S)
         self._recentre(b, [nm - mb for nm, mb in zip(new, means)], C, Q, S)
@@ -578,23 +586,40 @@ def _weight_stats(maps: LinearMaps) -> tuple[np.ndarray | None, np.ndarray | Non
 class CodeStatsReducer(Reducer):
     """Streaming state of :func:`code_stats`: ``update(x, z, x_hat)`` per batch, memory ``O(m^2 + D)``.
 
-    ``m`` = code size, ``D`` = input size; nothing grows with the number of inputs.
+    ``m`` = code size, ``D`` = input size; nothing grows with the number of inputs. ``nbytes()``
+    counts the state; on top of it two fixed-size buffers are reused: the codes of up to
+    ``chunk_rows`` inputs (at most :attr:`CHUNK_ELEMENTS` numbers), reduced a chunk at a time, and
+    the residuals of one batch (:meth:`scratch_nbytes`).
     """
 
-    def __init__(self, threshold: float = 0.0):
+    #: the chunk buffer of codes holds at most this many numbers (4 MiB of float32)
+    CHUNK_ELEMENTS = 1 << 20
+
+    def __init__(self, threshold: float = 0.0, *, chunk_rows: int = 8192):
         self.threshold = float(threshold)
+        self.chunk_rows = int(chunk_rows)
+        self._zbuf: torch.Tensor | None = None  # codes waiting to be reduced (fixed size, not state)
+        self._zfill = 0
         self.moments = Comoments(1)
         self.count = 0
         self.active: torch.Tensor | None = None  # [m] int64
-        self.x_mean: torch.Tensor | None = None  # [D] float64
-        self.x_m2 = torch.zeros((), dtype=torch.float64)  # sum_i ||x_i - mean||^2
-        self.sse = torch.zeros((), dtype=torch.float64)  # sum_i ||x_i - x_hat_i||^2
+        self.x_shift: torch.Tensor | None = None  # [D] shift c of the input sums (None: 0)
+        self.x_sum: torch.Tensor | None = None  # [D] float64, sum_i (x_i - c)
+        self.x_sq = 0.0  # sum_i ||x_i - c||^2 (a Python float: float64)
+        self.sse = 0.0  # sum_i ||x_i - x_hat_i||^2
         self.code_shape: tuple[int, ...] | None = None
         self.input_size = 0
+        self._scratch: torch.Tensor | None = None  # one batch of residuals, reused (not state)
 
     def _state_tensors(self) -> list[torch.Tensor]:
-        return self.moments._state_tensors() + [t for t in (self.active, self.x_mean, self.x_m2, self.sse)
-                                                if t is not None]
+        return self.moments._state_tensors() + [t for t in (self.active, self.x_shift, self.x_sum) if t is not None]
+
+    def nbytes(self) -> int:
+        return super().nbytes() + 2 * 8  # + the two float64 sums
+
+    def scratch_nbytes(self) -> int:
+        """Bytes of the two reused buffers (fixed by the batch and chunk sizes, not by the number of inputs)."""
+        return sum(t.numel() * t.element_size() for t in (self._zbuf, self._scratch) if t is not None)
 
     def update(self, x: torch.Tensor, z: torch.Tensor, x_hat: torch.Tensor) -> None:
         b = x.shape[0]
@@ -602,28 +627,83 @@ class CodeStatsReducer(Reducer):
             raise ValueError(f"the reconstruction has shape {tuple(x_hat.shape)} but the input {tuple(x.shape)}")
         if z.shape[0] != b:
             raise ValueError(f"the code has {z.shape[0]} samples but the input batch {b}")
+        if b == 0:
+            return
         if self.code_shape is None:
             self.code_shape = tuple(z.shape[1:])
         zf = z.detach().reshape(b, -1)
-        self.moments.update(zf)
-        act = (zf.abs() > self.threshold).sum(0).to("cpu", torch.int64)
-        self.active = act if self.active is None else self.active + act
-        r = (x_hat.detach() - x.detach()).reshape(b, -1).to("cpu", torch.float64)
-        self.sse = self.sse + (r * r).sum()
-        xf = _flat64(x)
-        mb = xf.mean(0)
-        m2b = ((xf - mb) ** 2).sum()
-        if self.x_mean is None:
-            self.x_mean, self.x_m2 = mb, m2b
-            self.input_size = xf.shape[1]
+        self._stage(zf)
+        # input side, in the model's dtype (at least float32) per batch and in float64 across batches,
+        # in as few passes over the batch as possible (the model may be as memory-bound as they are):
+        # sse = sum ||x_hat - x||^2 by one subtraction into a reused scratch buffer (fresh batch-sized
+        # temporaries cost more in page faults than the arithmetic) and a BLAS dot (~3e-7 relative in
+        # float32); sst from the shifted sums sum(x - c) and sum ||x - c||^2 (the shifted-data algorithm
+        # of Chan, Golub & LeVeque): c = 0 when the first batch shows mean^2 <= 10 variance (the final
+        # centring then loses at most a factor 11), else c = the first batch's mean (one more pass).
+        xw, xhw = x.detach().reshape(b, -1), x_hat.detach().reshape(b, -1)
+        if xw.dtype not in (torch.float32, torch.float64):
+            xw, xhw = xw.float(), xhw.float()
+        buf = self._scratch
+        if buf is None or buf.shape[0] < b or buf.shape[1:] != xw.shape[1:] or buf.dtype != xw.dtype \
+                or buf.device != xw.device:
+            buf = self._scratch = torch.empty_like(xw)
+        buf = buf[:b]
+        torch.sub(xhw, xw, out=buf)
+        r = buf.reshape(-1)
+        self.sse += float(torch.dot(r, r))
+        if self.x_sum is None:
+            self.input_size = xw.shape[1]
+            mb = xw.mean(0)
+            torch.sub(xw, mb, out=buf)
+            spread = float(buf.mul_(buf).sum()) / b
+            self.x_shift = None if float(mb @ mb) <= 10 * spread else mb
+        if self.x_shift is None:
+            y = xw.reshape(-1) if xw.is_contiguous() else xw.contiguous().reshape(-1)
+            self.x_sum = xw.sum(0).to("cpu", torch.float64) + (0 if self.x_sum is None else self.x_sum)
+            self.x_sq += float(torch.dot(y, y))
         else:
-            n, tot = self.count, self.count + b
-            delta = mb - self.x_mean
-            self.x_mean = self.x_mean + delta * (b / tot)
-            self.x_m2 = self.x_m2 + m2b + (delta * delta).sum() * (n * b / tot)
+            torch.sub(xw, self.x_shift, out=buf)
+            self.x_sum = buf.sum(0).to("cpu", torch.float64) + (0 if self.x_sum is None else self.x_sum)
+            y = buf.reshape(-1)
+            self.x_sq += float(torch.dot(y, y))
         self.count += b
 
+    def _stage(self, zf: torch.Tensor) -> None:
+        """Copy codes into the chunk buffer; reduce it when full. Each torch op costs tens of µs whatever
+        its size, so reducing a chunk of many batches at once makes the code side nearly free."""
+        b, m = zf.shape
+        buf = self._zbuf
+        if buf is None:
+            rows = max(b, min(self.chunk_rows, max(1, self.CHUNK_ELEMENTS // max(1, m))))
+            dt = zf.dtype if zf.dtype in (torch.float32, torch.float64) else torch.float32
+            buf = self._zbuf = torch.empty(rows, m, dtype=dt, device=zf.device)
+        elif buf.shape[1] != m:
+            raise ValueError(f"the code size changed between batches: {buf.shape[1]} before, {m} now")
+        if self._zfill + b > buf.shape[0]:
+            self.flush()
+            if b > buf.shape[0]:
+                buf = self._zbuf = torch.empty(b, m, dtype=buf.dtype, device=buf.device)
+        buf[self._zfill:self._zfill + b].copy_(zf)
+        self._zfill += b
+
+    def flush(self) -> None:
+        """Reduce the codes waiting in the chunk buffer (called when it is full and by :meth:`result`)."""
+        if not self._zfill:
+            return
+        zc = self._zbuf[:self._zfill]
+        self._zfill = 0
+        if zc.is_floating_point() and not bool(torch.isfinite(zc).all()):
+            raise ValueError("the code contains NaN or inf values")
+        self.moments.update(zc)
+        on = (zc != 0) if self.threshold == 0 else (zc.abs() > self.threshold)
+        act = on.sum(0).to("cpu", torch.int64)
+        if self.active is None:
+            self.active = act
+        else:
+            self.active.add_(act)
+
     def result(self) -> CodeStats:
+        self.flush()
         if self.count == 0:
             raise ValueError("CodeStatsReducer: no data was reduced")
         n = self.count
@@ -632,7 +712,7 @@ class CodeStatsReducer(Reducer):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
             eff = self.moments.effective_dim(0)
-        sst = float(self.x_m2)
+        sst = max(0.0, self.x_sq - float(self.x_sum @ self.x_sum) / n)
         sse = float(self.sse)
         return CodeStats(
             n=n, threshold=self.threshold, code_shape=self.code_shape,
