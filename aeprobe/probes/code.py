@@ -798,7 +798,12 @@ def code_stats(ae, x, *, threshold: float = 0.0, batch_size: int = 256, device=N
                 example = xb[:16].clone()
     st = red.result()
     st.reconstruction = "decode(encode(x))" if decode else "model(x)"
-    st.decoder_norms, st.enc_dec_cosines, st.linear_maps = _weight_stats(find_linear_maps(view, example))
+    try:
+        maps = find_linear_maps(view, example)
+    except Exception as e:  # the statistics above stand; only the weight statistics are unavailable
+        st.linear_maps = f"linear maps not determined ({type(e).__name__}: {e})"
+        return st
+    st.decoder_norms, st.enc_dec_cosines, st.linear_maps = _weight_stats(maps)
     return st
 
 
