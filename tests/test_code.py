@@ -635,3 +635,15 @@ def test_docstring_examples_run():
 
     res = doctest.testmod(mod, optionflags=doctest.ELLIPSIS)
     assert res.attempted >= 8 and res.failed == 0
+
+
+def test_statistics_survive_when_the_linear_maps_cannot_be_found(monkeypatch):
+    import aeprobe.probes.code as mod
+
+    def broken(ae, x):
+        raise RuntimeError("hook refused")
+
+    monkeypatch.setattr(mod, "find_linear_maps", broken)
+    st_ = code_stats(Parts(nn.Linear(4, 2), nn.Linear(2, 4)), torch.randn(64, 4))
+    assert st_.n == 64 and np.isfinite(st_.fve)
+    assert st_.decoder_norms is None and "RuntimeError: hook refused" in st_.linear_maps
