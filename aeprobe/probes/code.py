@@ -514,8 +514,8 @@ def find_linear_maps(ae, x) -> LinearMaps:
     Encoder side: among the Linear layers that run during ``encode(x)`` (the view's
     :meth:`~aeprobe.view.Autoencoder.encoder_modules`), the last one whose output -- or a
     code-sized chunk of it, as in ``mu, logvar = h.chunk(2)`` -- equals the code, exactly or through
-    an elementwise activation (ReLU, tanh, sigmoid, softplus, GELU, SiLU, ELU, leaky ReLU); an exact
-    match is preferred. Decoder side: the first Linear that runs during ``decode(z)`` with the code
+    an elementwise activation (ReLU, tanh, sigmoid, softplus, GELU, SiLU, ELU, leaky ReLU; for one
+    layer an exact match is preferred). Decoder side: the first Linear that runs during ``decode(z)`` with the code
     itself as its input. ``x``: a few example inputs (eval mode, no gradients).
     """
     view = as_view(ae, name="ae")
@@ -535,18 +535,20 @@ def find_linear_maps(ae, x) -> LinearMaps:
         elif not enc_lin:
             reasons.append("no nn.Linear runs in the encoder")
         else:
-            for name, mod, o in _run_recording(view.encode, x, enc_lin, "output"):
+            atol = 1e-6 * max(1.0, float(z.abs().max()))
+            fired = _run_recording(view.encode, x, enc_lin, "output")
+            for name, mod, o in reversed(fired):  # the last Linear that produces the code
                 if o.ndim != 2 or o.shape[0] != z.shape[0] or o.shape[1] % m:
                     continue
-                for s in range(0, o.shape[1], m):
-                    seg = o[:, s:s + m]
-                    for act, f in _ACTIVATIONS.items():
-                        ok = torch.equal(seg, z) if act == "identity" else torch.allclose(
-                            f(seg), z, rtol=1e-5, atol=1e-6 * max(1.0, float(z.abs().max())))
-                        if ok and (best is None or act == "identity" or best[3] != "identity"):
-                            best = (name, mod, slice(s, s + m), act)
-                        if ok:
-                            break
+                segs = [(s, o[:, s:s + m]) for s in range(0, o.shape[1], m)]
+                best = next(((name, mod, slice(s, s + m), "identity") for s, seg in segs if torch.equal(seg, z)), None)
+                for act, f in list(_ACTIVATIONS.items())[1:]:
+                    if best is not None:
+                        break
+                    best = next(((name, mod, slice(s, s + m), act) for s, seg in segs
+                                 if torch.allclose(f(seg), z, rtol=1e-5, atol=atol)), None)
+                if best is not None:
+                    break
             if best is None:
                 reasons.append("no Linear in the encoder outputs the code (or an elementwise function of it)")
         if best is not None:
@@ -789,8 +791,10 @@ def code_stats(ae, x, *, threshold: float = 0.0, batch_size: int = 256, device=N
     decode = view.can_decode
     example = None
     with view.evaluating(device):
+        dtype, dev = view.dtype, view.device
         for xb in batches:
-            xb = view.prepare(xb)
+            if xb.dtype != dtype or xb.device != dev:
+                xb = view.prepare(xb)
             z = view.encode(xb)
             xh = view.decode(z) if decode else view.reconstruct(xb)
             red.update(xb, z, xh)
