@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from aeprobe.plots.common import plt, savefig
+from aeprobe.plots.common import savefig, subplots
 
 __all__ = ["plot_code_stats", "plot_ablation", "plot_similarity", "plot_alignment"]
 
@@ -20,7 +20,7 @@ def plot_code_stats(stats, path: str | os.PathLike) -> Path:
     and the frequency of every unit as bars."""
     freq = np.asarray(stats.frequency, dtype=float)
     live = freq[freq > 0]
-    fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
+    fig, axes = subplots(1, 3, figsize=(13, 3.6))
     ax = axes[0]
     if live.size:
         ax.hist(np.log10(live), bins=min(50, max(5, live.size // 2)), color="tab:blue")
@@ -59,7 +59,7 @@ def plot_ablation(report, path: str | os.PathLike) -> Path:
     decoder), and the change in reconstruction loss per unit."""
     meas = np.asarray(report.measured, dtype=float)
     pred = np.asarray(report.predicted, dtype=float)
-    fig, axes = plt.subplots(1, 2, figsize=(9.5, 3.8))
+    fig, axes = subplots(1, 2, figsize=(9.5, 3.8))
     ax = axes[0]
     ax.scatter(pred, meas, s=14)
     top = max(float(np.nanmax(meas, initial=0)), float(np.nanmax(pred, initial=0))) * 1.05 or 1.0
@@ -87,7 +87,7 @@ def plot_similarity(report, path: str | os.PathLike) -> Path:
     """Side-by-side heatmaps of CKA, debiased CKA and SVCCA between the models' codes."""
     mats = (("CKA", report.cka), ("debiased CKA", report.cka_debiased), (f"SVCCA (keep {report.keep:g})", report.svcca))
     k = len(report.names)
-    fig, axes = plt.subplots(1, 3, figsize=(3 * (1.0 * k + 1.6), 0.9 * k + 1.8))
+    fig, axes = subplots(1, 3, figsize=(3 * (1.0 * k + 1.6), 0.9 * k + 1.8))
     for ax, (title, m) in zip(axes, mats):
         m = np.asarray(m, dtype=float)
         im = ax.imshow(m, vmin=min(0.0, float(np.nanmin(m))) if np.isfinite(m).any() else 0, vmax=1, cmap="viridis")
@@ -107,7 +107,7 @@ def plot_similarity(report, path: str | os.PathLike) -> Path:
 def plot_alignment(report, path: str | os.PathLike) -> Path:
     """Principal angles (degrees) between the decoder's column space and the PCA subspace, and the
     data's covariance spectrum with the code size marked."""
-    fig, axes = plt.subplots(1, 2, figsize=(9.5, 3.6))
+    fig, axes = subplots(1, 2, figsize=(9.5, 3.6))
     ax = axes[0]
     ax.bar(np.arange(1, report.angles.size + 1), np.degrees(report.angles), color="tab:purple")
     ax.set_xlabel("principal angle index")

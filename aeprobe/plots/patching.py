@@ -5,7 +5,7 @@ import math
 import os
 from pathlib import Path
 
-from aeprobe.plots.common import plt, savefig
+from aeprobe.plots.common import savefig, subplots
 
 __all__ = ["patching_bars"]
 
@@ -20,7 +20,7 @@ def patching_bars(report, path: str | os.PathLike, *, title: str | None = None) 
     if not names:
         raise ValueError("patching_bars: the report has no modules")
     values = [report.effect[n] for n in names]
-    fig, ax = plt.subplots(figsize=(6.0, 0.8 + 0.32 * len(names)))
+    fig, ax = subplots(figsize=(6.0, 0.8 + 0.32 * len(names)))
     ys = range(len(names))
     finite = [0.0 if not math.isfinite(v) else v for v in values]
     ax.barh(list(ys), finite, color=["tab:blue" if v >= 0 else "tab:red" for v in finite])
