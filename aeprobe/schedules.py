@@ -122,7 +122,7 @@ def progressive_resize(model: nn.Module, x: torch.Tensor, sizes: Sequence[int] =
 
 @torch.no_grad()
 def _check_fully_convolutional(model: nn.Module, xb: torch.Tensor, size: int) -> None:
-    from aeprobe.probes._batch import eval_mode, model_device
+    from aeprobe.utils import eval_mode, model_device
 
     dev = model_device(model)
     try:

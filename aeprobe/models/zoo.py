@@ -489,7 +489,7 @@ def greedy_pretrain(model: ZooAE, x: torch.Tensor, *, epochs: int, batch_size: i
     ``k`` (e.g. to snapshot the weights). Returns ``{"stages": [TrainResult, ...],
     "finetune": TrainResult | None, "seconds": total}``; the model is left in ``train`` mode.
     """
-    from aeprobe.probes._batch import eval_mode
+    from aeprobe.utils import eval_mode
     from aeprobe.train import train
 
     if not isinstance(model, ZooAE):

@@ -10,13 +10,21 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from aeprobe.plots.common import _np, plt, savefig
+from aeprobe.plots.common import plt, savefig
 
 __all__ = [
     "io_grid", "code_vs_size_plot", "profiles_vs_airy", "cross_sections", "amplitude_plot",
     "interpolation_strip", "hole_errors_plot", "hole_outputs_grid", "lambda_sweep_plot", "attribution_plot",
     "training_curve_plot",
 ]
+
+
+def _np(a) -> np.ndarray:
+    """``a`` (tensor or array-like) as a numpy array."""
+    if hasattr(a, "detach"):
+        a = a.detach().cpu().numpy()
+    return np.asarray(a)
+
 
 _COLORS = ["C0", "C1", "C2", "C3", "C4", "C5", "C6"]
 

@@ -6,9 +6,16 @@ from typing import Sequence
 
 import numpy as np
 
-from aeprobe.plots.common import _np, plt, savefig
+from aeprobe.plots.common import plt, savefig
 
 __all__ = ["filters_vs_target", "encoding_plot", "dirac_decoding_plot"]
+
+
+def _np(a) -> np.ndarray:
+    """``a`` (tensor or array-like) as a numpy array."""
+    if hasattr(a, "detach"):
+        a = a.detach().cpu().numpy()
+    return np.asarray(a)
 
 
 def filters_vs_target(filters: Sequence[np.ndarray], names: Sequence[str], cosines: Sequence[float], path,
