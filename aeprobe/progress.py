@@ -142,6 +142,8 @@ class Progress:
         self._thread: threading.Thread | None = None
         self._width = 0
         self._tmp: tempfile.TemporaryDirectory | None = None
+        #: (stage name, seconds) of every finished stage, in order
+        self.timings: list[tuple[str, float]] = []
 
     # ---- stages and tasks
 
@@ -227,6 +229,7 @@ class Progress:
             st = self._stage
             if st is None:
                 return
+            self.timings.append((st.name, time.perf_counter() - st.t0))
             if self.live:
                 self._draw(final=True)
             elif self.enabled:

@@ -276,9 +276,11 @@ def run_sentence(run: dict[str, Any]) -> str:
     load = lambda v: "n/a" if v is None else " / ".join(f"{x:.2f}" for x in v)  # noqa: E731
     workers = run.get("workers", 1)
     par = f", independent trainings in {workers} processes of 1 thread" if workers and workers > 1 else ""
+    stages = run.get("stage_seconds") or {}
+    st = (" (" + ", ".join(f"{k} {v:.0f} s" for k, v in stages.items()) + ")") if stages else ""
     return (f"Run started {run.get('started', 'n/a')}; {run.get('threads')} torch thread(s){par} on "
             f"{run.get('cpu_count')} CPU(s); load average (1/5/15 min) {load(run.get('load_start'))} at the start, "
-            f"{load(run.get('load_end'))} at the end; wall time {fmt(run.get('wall_seconds'), '.0f')} s "
+            f"{load(run.get('load_end'))} at the end; wall time {fmt(run.get('wall_seconds'), '.0f')} s{st} "
             f"({run.get('platform', '')}, torch {run.get('torch', '')}).")
 
 
@@ -353,7 +355,7 @@ class Report:
             elif b.kind in ("table", "claims"):
                 header, rows, spec = ((d["header"], d["rows"], d["floatfmt"]) if b.kind == "table"
                                       else (*self._claim_rows(d["claims"], d["evidence"]), ".4g"))
-                lines.append("| " + " | ".join(header) + " |")
+                lines.append("| " + " | ".join(str(h).replace("|", "\\|") for h in header) + " |")
                 lines.append("|" + "|".join("---" for _ in header) + "|")
                 for r in rows:
                     lines.append("| " + " | ".join(_cell(v, spec).replace("|", "\\|").replace("\n", " ")

@@ -50,8 +50,10 @@ def run_study(study: ModuleType, cfg: Any, out: str | os.PathLike, *, progress: 
     finally:
         if own:
             progress.close()
+    results["study"] = study.NAME
     record.workers = int(results.get("workers", record.workers) or 1)
-    results["run"] = record.finish(mode=getattr(cfg, "mode", None))
+    results["run"] = record.finish(mode=getattr(cfg, "mode", None),
+                                   stage_seconds={name: round(sec, 2) for name, sec in progress.timings})
     claims, report = finish_report(study, results)
     results["claims"] = [c.to_dict() for c in claims]
     write_outputs(out, report, results)
