@@ -121,11 +121,12 @@ class _Bound(Target):
     bound: float
     what: str | None = None  # names the bound when it is itself a measurement ("radius R²")
     spec: str = ".4g"
+    unit: str = ""
 
     _sign = ""
 
     def describe(self) -> str:
-        b = fmt(self.bound, self.spec)
+        b = fmt(self.bound, self.spec) + (f" {self.unit}" if self.unit else "")
         return f"{self._sign} {self.what} ({b})" if self.what else f"{self._sign} {b}"
 
     def _ok(self, m: float, b: float) -> bool:

@@ -12,6 +12,13 @@ fresh interpreter with the default threads (imports included, as ``make demo``),
 epoch again, and prints each wall time in bare epochs (against the mean of the two measurements),
 with the machine load before and after.
 
+On a busy machine a bare epoch with the default (2) threads is inflated many times over (the
+OpenMP threads spin-wait for cores other processes hold: measured 20-25 s instead of ~1.7 s at
+load 3.5), which would flatter the demo. So the script also times a *one-thread* bare epoch,
+which a busy machine slows only about as much as the demo's single-thread training processes,
+and prints the demo's wall time in those units too: ``idle estimate = (wall / one-thread epoch)
+x one-thread epoch of the idle machine``.
+
     python benchmarks/demo.py                        # disks and position
     python benchmarks/demo.py --studies disks --out runs/bench_demo
 """
@@ -63,19 +70,31 @@ def main(argv=None) -> dict:
     x, _ = disk_data(3000, seed=1)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads (default), {os.cpu_count()} CPUs")
     out = {}
+    threads = torch.get_num_threads()
+
+    def one_thread_epoch() -> float:
+        torch.set_num_threads(1)
+        try:
+            return bare_epoch_seconds(x, reps=args.reps)
+        finally:
+            torch.set_num_threads(threads)
+
     for study in args.studies:
         load0 = machine_load()
-        e0 = bare_epoch_seconds(x, reps=args.reps)
+        e0, o0 = bare_epoch_seconds(x, reps=args.reps), one_thread_epoch()
         wall, head = run_demo(study, args.out / study)
-        e1 = bare_epoch_seconds(x, reps=args.reps)
+        e1, o1 = bare_epoch_seconds(x, reps=args.reps), one_thread_epoch()
         load1 = machine_load()
-        epoch = (e0 + e1) / 2
+        epoch, one = (e0 + e1) / 2, (o0 + o1) / 2
         units = wall / epoch
         goal = GOALS[study]
         out[study] = dict(wall=wall, bare_epoch_before=e0, bare_epoch_after=e1, bare_epochs=units, goal=goal,
+                          one_thread_epoch_before=o0, one_thread_epoch_after=o1, one_thread_epochs=wall / one,
                           load_before=load0, load_after=load1)
         print(f"\n[{study}] {head}")
-        print(f"  bare epoch {e0:.2f} s before, {e1:.2f} s after; load {load0} -> {load1}")
+        print(f"  bare epoch ({threads} threads) {e0:.2f} s before, {e1:.2f} s after; one-thread epoch {o0:.2f} s "
+              f"before, {o1:.2f} s after; load {load0} -> {load1}")
+        print(f"  demo wall {wall:.0f} s = {wall / one:.0f} one-thread epochs")
         print(f"  demo wall {wall:.0f} s = {units:.0f} bare epochs (goal <= {goal:.0f}: "
               f"{'met' if units <= goal else 'NOT met'}), i.e. ~{units * REFERENCE_EPOCH:.0f} s on the idle "
               "reference machine")

@@ -96,7 +96,7 @@ def test_python_m_aeprobe_run_disks_smoke(tmp_path):
     r = _run_module("-m", "aeprobe", "run", "disks", "--smoke", "--out", str(out), "--threads", "2")
     assert r.returncode == 0, r.stderr[-3000:]
     assert "Airy correlation" in r.stdout and "homogeneity error" in r.stdout  # the headline figures
-    assert "stage 3/3 probes and figures: done" in r.stderr  # not a TTY: one line per stage
+    assert "stage 2/2 probes and figures: done" in r.stderr  # not a TTY: one line per stage
     res = json.loads((out / "results.json").read_text())
     assert res["run"]["threads"] == 2 and res["workers"] == 2 and res["run"]["workers"] == 2
     assert res["run"]["command"][:3] == ["aeprobe", "run", "disks"]

@@ -16,11 +16,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import os
+import time
+
 import numpy as np
 import torch
 
 from aeprobe.models import DiskAE
 from aeprobe.progress import file_task
+from aeprobe.train import train
 
 __all__ = ["DiskJob", "train_disk_job", "disk_model", "make_regularizer", "REGULARIZERS"]
 
@@ -97,9 +101,9 @@ def _airy_logger(path: str, per_epoch: list[dict]):
 
 def train_disk_job(job: DiskJob) -> dict[str, Any]:
     """Train the job's net; returns ``key``, the CPU ``state`` dict, ``info`` (seconds, final data and
-    regulariser losses, loss curve) and ``per_epoch`` (Airy correlation log, or ``[]``)."""
-    from aeprobe.train import train
-
+    regulariser losses, loss curve), ``per_epoch`` (Airy correlation log, or ``[]``) and ``timeline``
+    (process id, start and end times of the job, for the run's timeline)."""
+    t_start = time.time()
     x = torch.from_numpy(np.load(job.data))
     model = disk_model(job)
     per_epoch: list[dict] = []
@@ -123,4 +127,5 @@ def train_disk_job(job: DiskJob) -> dict[str, Any]:
                 final_reg_loss=float(hist["reg_loss"][-1]) if reg is not None else 0.0,
                 loss_curve=[float(v) for v in data_loss])
     state = {k: v.detach().clone().contiguous() for k, v in model.state_dict().items()}
-    return dict(key=job.key, state=state, info=info, per_epoch=per_epoch)
+    return dict(key=job.key, state=state, info=info, per_epoch=per_epoch,
+                timeline=dict(process=os.getpid(), started=t_start, ended=time.time()))

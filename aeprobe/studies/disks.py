@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import os
 import tempfile
+import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -41,7 +42,7 @@ from aeprobe.studies.disks_report import build_report, claims, headline  # noqa:
 from aeprobe.studies.parallel import default_workers, map_jobs
 
 NAME = "disks"
-STAGES = ("training sets", "training", "probes and figures")
+STAGES = ("training (the training sets are built meanwhile)", "probes and figures")
 
 
 @dataclass
@@ -123,36 +124,51 @@ def make_disks(cfg: Config, n: int | None = None, *, radii=None, r_max: float | 
     return b.images, b.params["radius"].cpu().double().numpy()
 
 
-def training_sets(cfg: Config) -> dict[str, Any]:
-    """The three training sets (full range, limited radius, hole) and the evaluation disks."""
-    x, r_train = make_disks(cfg, cfg.n_train, seed=cfg.data_seed)
-    xl, rl = make_disks(cfg, cfg.n_train, r_max=cfg.limited_R, seed=cfg.data_seed + 2)
-    xh, _ = make_disks(cfg, cfg.n_hole_train, hole=tuple(cfg.hole), seed=cfg.data_seed + 3)
-    xe, eval_r = make_disks(cfg, radii=np.linspace(cfg.r_min, cfg.r_max, cfg.n_eval))
-    return dict(x=x, R=float(r_train.max()), x_limited=xl, R_limited=float(rl.max()), x_hole=xh, xe=xe, eval_r=eval_r)
-
-
-def jobs(cfg: Config, files: dict[str, str], sets: dict[str, Any]) -> list[DiskJob]:
-    """Every training of the study, in report order."""
+def jobs(cfg: Config, files: dict[str, str]) -> list[DiskJob]:
+    """Every training of the study, grouped by training set (full range, hole, limited radius), the
+    longest first in each group. ``files`` names the ``.npy`` / ``.npz`` files of the sets."""
     common = dict(batch_size=cfg.batch_size, lr=cfg.lr, size=cfg.size, device=cfg.device)
-    n, nh = cfg.n_train, cfg.n_hole_train
+    n = cfg.n_train
     out = [DiskJob("main-free", "bias-free", files["x"], n, False, cfg.epochs_free, cfg.seed,
                    airy_eval=files["airy_eval"], **common)]
     for s in (cfg.seed,) + tuple(s for s in cfg.code_seeds if s != cfg.seed):
         out.append(DiskJob(f"main-biased-s{s}", f"biased seed {s}", files["x"], n, True, cfg.epochs_biased, s,
                            **common))
-    out.append(DiskJob("limited-free", "limited bias-free", files["x_limited"], n, False, cfg.epochs_limited, cfg.seed,
-                       **common))
-    if cfg.limited_biased:
-        out.append(DiskJob("limited-biased", "limited biased", files["x_limited"], n, True, cfg.epochs_limited,
-                           cfg.seed, **common))
-    for kind in ("none", "psi1", "psi2", "psi3"):
+    for kind in ("psi1", "none", "psi2", "psi3"):  # psi1 (two encoder passes per batch) first
         for s in cfg.hole_seeds:
             out.append(hole_job(cfg, files, kind, cfg.lams.get(kind, 0.0), cfg.seed + s))
     for lam in cfg.psi3_sweep:
         if lam != cfg.lams["psi3"]:
             out.append(hole_job(cfg, files, "psi3", lam, cfg.seed + cfg.hole_seeds[0]))
+    out.append(DiskJob("limited-free", "limited bias-free", files["x_limited"], n, False, cfg.epochs_limited, cfg.seed,
+                       **common))
+    if cfg.limited_biased:
+        out.append(DiskJob("limited-biased", "limited biased", files["x_limited"], n, True, cfg.epochs_limited,
+                           cfg.seed, **common))
     return out
+
+
+def build_and_yield(cfg: Config, todo: list[DiskJob], files: dict[str, str], sets: dict[str, Any]):
+    """Build each training set (into ``sets`` and its file), then yield the jobs that train on it: the
+    pool starts the longest nets (full range) while the other sets are built. What the probes need
+    from the data (the rank-1 floor and optimum) is computed while the last nets train."""
+    from aeprobe.probes.profile import data_optimal_profile, rank1_floor_mse
+
+    x, r_train = make_disks(cfg, cfg.n_train, seed=cfg.data_seed)
+    xe, eval_r = make_disks(cfg, radii=np.linspace(cfg.r_min, cfg.r_max, cfg.n_eval))
+    sets.update(x=x, R=float(r_train.max()), xe=xe, eval_r=eval_r)
+    np.save(files["x"], x.numpy())
+    np.savez(files["airy_eval"], x=xe.numpy(), radii=eval_r, R=sets["R"])
+    yield from (j for j in todo if j.data == files["x"])
+    xh, _ = make_disks(cfg, cfg.n_hole_train, hole=tuple(cfg.hole), seed=cfg.data_seed + 3)
+    sets["x_hole"] = xh
+    np.save(files["x_hole"], xh.numpy())
+    yield from (j for j in todo if j.data == files["x_hole"])
+    xl, rl = make_disks(cfg, cfg.n_train, r_max=cfg.limited_R, seed=cfg.data_seed + 2)
+    sets.update(x_limited=xl, R_limited=float(rl.max()))
+    np.save(files["x_limited"], xl.numpy())
+    yield from (j for j in todo if j.data == files["x_limited"])
+    sets.update(rank1_floor=rank1_floor_mse(x), data_optimum=data_optimal_profile(x))
 
 
 def hole_job(cfg: Config, files: dict[str, str], kind: str, lam: float, seed: int) -> DiskJob:
@@ -165,35 +181,57 @@ def hole_job(cfg: Config, files: dict[str, str], kind: str, lam: float, seed: in
 
 
 def measure(cfg: Config, out: Path, progress: Progress) -> dict[str, Any]:
-    """Train every net (in parallel where possible), probe them, draw the figures; returns the results."""
-    from aeprobe.studies import disks_parts as parts
+    """Train every net (side by side where possible, the training sets built meanwhile), probe them,
+    draw the figures; returns the results.
+
+    With several processes, a part's probes and figures run as soon as its nets are trained and a
+    core is free (while the last nets train), else after the training.
+    """
+    from aeprobe.studies import disks_parts
 
     out = Path(out)
     res: dict[str, Any] = dict(mode=cfg.mode, seed=cfg.seed, data_seed=cfg.data_seed,
                                data=dict(n_train=cfg.n_train, r_min=cfg.r_min, r_max=cfg.r_max, size=cfg.size,
                                          sigma=cfg.sigma))
     figs: dict[str, str] = {}
+    sets: dict[str, Any] = {}
+    t0 = time.time()
+    parts = {"main": disks_parts.main_part, "limited": disks_parts.limited_part, "hole": disks_parts.hole_part}
+    done: dict[str, tuple] = {}
+    probed: list[str] = []
+
+    def probe_ready(free_core: bool) -> None:
+        for name, part in parts.items():
+            keys = [j.key for j in todo if j.key.startswith(name + "-")]
+            if name not in probed and free_core and all(k in done for k in keys):
+                probed.append(name)
+                part(cfg, out, sets, {k: done[k] for k in keys}, res, figs)
+
+    def on_result(i: int, result: dict, pending: int) -> None:
+        job = todo[i]
+        done[job.key] = (disk_model(job, result["state"]), result)
+        probe_ready(workers > 1 and pending < workers)
+
     with tempfile.TemporaryDirectory(prefix="aeprobe-disks-") as tmp:
-        with progress.stage(STAGES[0]):
-            sets = training_sets(cfg)
-            files = {}
-            for k in ("x", "x_limited", "x_hole"):
-                files[k] = str(Path(tmp) / f"{k}.npy")
-                np.save(files[k], sets[k].numpy())
-            files["airy_eval"] = str(Path(tmp) / "airy_eval.npz")
-            np.savez(files["airy_eval"], x=sets["xe"].numpy(), radii=sets["eval_r"], R=sets["R"])
-        todo = jobs(cfg, files, sets)
+        files = {k: str(Path(tmp) / f"{k}.npy") for k in ("x", "x_limited", "x_hole")}
+        files["airy_eval"] = str(Path(tmp) / "airy_eval.npz")
+        todo = jobs(cfg, files)
         workers = cfg.workers or default_workers(len(todo))
         res["workers"] = workers
-        with progress.stage(STAGES[1], work=sum(j.cost for j in todo) / 1000):
-            trained = map_jobs(train_disk_job, todo, workers=workers, cost=lambda j: j.cost,
-                               status_dir=progress.status_dir())
-    nets = {j.key: (disk_model(j, t["state"]), t) for j, t in zip(todo, trained)}
-    with progress.stage(STAGES[2]):
-        parts.main_part(cfg, out, sets, nets, res, figs)
-        parts.limited_part(cfg, out, sets, nets, res, figs)
-        parts.hole_part(cfg, out, sets, nets, res, figs)
+        with progress.stage(STAGES[0], work=sum(j.cost for j in todo) / 1000):
+            trained = map_jobs(train_disk_job, build_and_yield(cfg, todo, files, sets), workers=workers,
+                               status_dir=progress.status_dir(), on_result=on_result)
+    res["probed_while_training"] = list(probed)
+    res["timeline"] = [dict(key=j.key, process=t["timeline"]["process"], start=t["timeline"]["started"] - t0,
+                            end=t["timeline"]["ended"] - t0) for j, t in zip(todo, trained)]
+    with progress.stage(STAGES[1]):
+        probe_ready(True)
     res["train_seconds"] = float(sum(t["info"]["seconds"] for t in trained))
-    res["figures"] = figs
+    res["figures"] = {k: figs[k] for k in FIGURE_ORDER if k in figs}
     res["config"] = asdict(cfg)
     return res
+
+
+#: the figures in report order (parts may finish in any order)
+FIGURE_ORDER = ("io", "code_vs_size", "profile", "airy_per_epoch", "cross_sections", "amplitude", "interpolation",
+                "attribution", "loss", "limited_profile", "limited_io", "hole_errors", "hole_io", "psi3_sweep")

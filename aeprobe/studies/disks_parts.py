@@ -53,8 +53,8 @@ def main_part(cfg, out: Path, sets: dict, nets: dict, res: dict, figs: dict) -> 
     from theory.disks import airy_profile, optimal_amplitude, radial_image
 
     x, R, xe, eval_r = sets["x"], sets["R"], sets["xe"], sets["eval_r"]
-    floor = rank1_floor_mse(x)
-    opt = data_optimal_profile(x)
+    floor = sets["rank1_floor"] if "rank1_floor" in sets else rank1_floor_mse(x)
+    opt = sets["data_optimum"] if "data_optimum" in sets else data_optimal_profile(x)
     inside = opt.t <= R
     corr_opt_airy, rel_opt_airy, s_opt = compare_profiles(opt.f[inside], airy_profile(opt.t[inside], R))
 

@@ -8,16 +8,20 @@ because these nets are too small for torch's intra-op threads to keep two cores 
     results = map_jobs(train_one, jobs, workers=2)      # results in the order of ``jobs``
 
 ``fn`` must be a module-level function and the jobs picklable (they are sent to spawned
-processes). This is the one place the studies start processes; when ``aeprobe.sweep`` lands,
-the body of :func:`map_jobs` becomes ``return aeprobe.sweep(fn, jobs, backend="processes",
-workers=workers, out=...)``.
+processes); a script that calls a study with several workers needs the usual
+``if __name__ == "__main__":`` guard (``python -c``, stdin and the ``aeprobe`` command do not).
+This is the one place the studies start processes; when ``aeprobe.sweep`` lands, the pool
+branch of :func:`map_jobs` becomes ``results = aeprobe.sweep(fn, list(jobs), backend="processes",
+workers=workers, out=...)``, followed by the ``on_result`` calls (the disk study then draws its
+figures after the last training instead of during it: a few seconds more).
 """
 from __future__ import annotations
 
 import contextlib
 import os
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any, Callable
 
 import torch
 
@@ -49,27 +53,63 @@ def _status_env(status_dir: str | os.PathLike | None) -> Iterator[None]:
             os.environ[STATUS_ENV] = old
 
 
-def _init_worker() -> None:
+def _init_worker(module: str) -> None:
+    """Worker start: one torch thread; import the jobs' module now (while the parent prepares the jobs)."""
+    import importlib
+
     torch.set_num_threads(1)
+    importlib.import_module(module)
 
 
-def map_jobs(fn: Callable[[Any], Any], jobs: Sequence[Any], *, workers: int = 1,
-             cost: Callable[[Any], float] | None = None, status_dir: str | os.PathLike | Path | None = None) -> list:
+def _ready() -> None:
+    """A no-op job: submitting one per worker starts the processes (and their imports) at once."""
+
+
+def map_jobs(fn: Callable[[Any], Any], jobs: Sequence[Any] | Iterable[Any], *, workers: int = 1,
+             cost: Callable[[Any], float] | None = None, status_dir: str | os.PathLike | Path | None = None,
+             on_result: Callable[[int, Any, int], None] | None = None) -> list:
     """``[fn(job) for job in jobs]``, in ``workers`` spawned processes of one torch thread each
-    when ``workers > 1`` (the most expensive jobs by ``cost`` start first), else in this process.
+    when ``workers > 1``, else in this process; the results come in the order of ``jobs``.
 
-    ``status_dir`` is exported as ``$AEPROBE_STATUS_DIR`` for :func:`aeprobe.progress.file_task`.
-    Every job is seeded on its own, so the results do not depend on ``workers``.
+    ``jobs`` is a sequence (with ``cost``, the most expensive jobs start first) or an iterator,
+    whose jobs are started as it yields them: the code between two ``yield`` (e.g. building the
+    next training set) then runs while the first jobs train. ``on_result(index, result, pending)``
+    is called in this process as each job finishes (``pending``: jobs still running or queued),
+    so work that needs some results can start while the others train (with ``pending <
+    workers`` a core is free). ``status_dir`` is exported as ``$AEPROBE_STATUS_DIR`` for
+    :func:`aeprobe.progress.file_task`. Every job is seeded on its own, so the results do not
+    depend on ``workers``.
     """
-    jobs = list(jobs)
     with _status_env(status_dir):
-        if workers <= 1 or len(jobs) <= 1:
-            return [fn(job) for job in jobs]
+        if workers <= 1:
+            out = [fn(job) for job in jobs] if on_result is None else []
+            if on_result is not None:
+                todo = list(jobs)
+                for i, job in enumerate(todo):
+                    out.append(fn(job))
+                    on_result(i, out[-1], len(todo) - i - 1)
+            return out
         import multiprocessing as mp
-        from concurrent.futures import ProcessPoolExecutor
+        from concurrent.futures import ProcessPoolExecutor, as_completed
 
-        order = sorted(range(len(jobs)), key=lambda i: -cost(jobs[i])) if cost is not None else range(len(jobs))
-        with ProcessPoolExecutor(min(workers, len(jobs)), mp_context=mp.get_context("spawn"),
-                                 initializer=_init_worker) as pool:
-            futures = {i: pool.submit(fn, jobs[i]) for i in order}
-            return [futures[i].result() for i in range(len(jobs))]
+        if isinstance(jobs, Sequence):
+            order = sorted(range(len(jobs)), key=lambda i: -cost(jobs[i])) if cost is not None else range(len(jobs))
+            stream: Iterable[tuple[int, Any]] = ((i, jobs[i]) for i in order)
+            workers = min(workers, max(len(jobs), 1))
+        else:
+            stream = enumerate(jobs)
+        prev = torch.get_num_threads()
+        torch.set_num_threads(1)  # this process works only between the workers' jobs (on_result)
+        try:
+            with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"), initializer=_init_worker,
+                                     initargs=(fn.__module__,)) as pool:
+                for _ in range(workers):  # start every process now, while the first jobs are being built
+                    pool.submit(_ready)
+                futures = {i: pool.submit(fn, job) for i, job in stream}
+                if on_result is not None:
+                    index = {f: i for i, f in futures.items()}
+                    for done, f in enumerate(as_completed(futures.values()), 1):
+                        on_result(index[f], f.result(), len(futures) - done)
+                return [futures[i].result() for i in range(len(futures))]
+        finally:
+            torch.set_num_threads(prev)
