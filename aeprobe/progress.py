@@ -104,6 +104,7 @@ class _Stage:
     def __init__(self, name: str, index: int, work: float | None, status_dir: Path | None):
         self.name, self.index, self.work = name, index, work
         self.tasks: list[Task] = []
+        self.note: str | None = None
         self.status_dir = status_dir
         self.t0 = time.perf_counter()
 
@@ -159,6 +160,13 @@ class Progress:
                 self._stage.tasks.append(t)
         return t
 
+    def note(self, text: str | None) -> None:
+        """A short note on what this process is doing now (e.g. "figures of the main part"), shown at
+        the end of the status line until the stage ends or the next note; ``None`` clears it."""
+        with self._lock:
+            if self._stage is not None:
+                self._stage.note = text
+
     def status_dir(self) -> Path | None:
         """A directory for worker processes' status files (see :func:`file_task`); None when not live."""
         if not self.live or self._stage is None:
@@ -186,8 +194,10 @@ class Progress:
         work_done = sum(t.work_done for t in tasks)
         total = st.work if st.work else sum(t.epochs * t.weight for t in tasks)
         elapsed = time.perf_counter() - st.t0
-        if total and work_done > 0:
+        if total and work_done > 0 and running:
             parts.append(f"ETA {hms(elapsed * max(total - work_done, 0.0) / work_done)}")
+        if st.note:
+            parts.append(st.note)
         return " | ".join(parts)
 
     def _draw(self, final: bool = False) -> None:

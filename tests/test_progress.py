@@ -59,6 +59,10 @@ def test_live_line_names_the_nets_their_epochs_and_the_eta():
             assert "0/2 nets done" in line and "ETA" in line
             a.done()
             assert "bias-free" not in p.line() and "1/2 nets done" in p.line()
+            p.note("figures of the main part")
+            assert p.line().endswith("| figures of the main part")
+            b.done()
+            assert "ETA" not in p.line()  # nothing left to train
     assert out.getvalue().endswith("\n")  # the stage's last line is kept
 
 
@@ -105,3 +109,15 @@ def test_default_workers_is_one_process_per_thread_at_most_one_per_job():
     assert default_workers(11, threads=2) == 2
     assert default_workers(1, threads=16) == 1
     assert default_workers(5, threads=1) == 1
+
+
+def test_map_jobs_takes_an_iterator_and_reports_each_result_as_it_comes():
+    def jobs():
+        yield from (1, 2, 3)
+
+    for workers in (1, 2):
+        seen = []
+        res = map_jobs(_square, jobs(), workers=workers, on_result=lambda i, r, pending: seen.append((i, r, pending)))
+        assert res == [1, 4, 9]
+        assert sorted((i, r) for i, r, _ in seen) == [(0, 1), (1, 4), (2, 9)]
+        assert sorted(p for _, _, p in seen) == [0, 1, 2]  # jobs still to finish after each one

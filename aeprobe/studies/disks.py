@@ -205,7 +205,9 @@ def measure(cfg: Config, out: Path, progress: Progress) -> dict[str, Any]:
             keys = [j.key for j in todo if j.key.startswith(name + "-")]
             if name not in probed and free_core and all(k in done for k in keys):
                 probed.append(name)
+                progress.note(f"probes and figures of the {name} part")
                 part(cfg, out, sets, {k: done[k] for k in keys}, res, figs)
+                progress.note(None)
 
     def on_result(i: int, result: dict, pending: int) -> None:
         job = todo[i]
