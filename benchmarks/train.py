@@ -299,9 +299,9 @@ def section_processes(x_disk, quick):
     a = torch.rand(3000, dtype=torch.float64) * 63
     xp = torch.relu(1 - (torch.arange(64)[None, :] - a[:, None]).abs()).float()[:, None, :]
     yp = ((64 - a) / 64).float()[:, None]
-    cases = {"disk AE (3000 disks, batch 50, channels_last)": [dict(net="disk", x=x_disk, epochs=1 if quick else 2,
+    cases = {f"disk AE ({len(x_disk)} disks, batch 50, channels_last)": [dict(net="disk", x=x_disk, epochs=1 if quick else 6,
                                                                    seed=s) for s in (0, 1)],
-             "position encoder (3000 Diracs, batch 100)": [dict(net="position", x=xp, y=yp, epochs=10 if quick else 30,
+             "position encoder (3000 Diracs, batch 100)": [dict(net="position", x=xp, y=yp, epochs=10 if quick else 100,
                                                                 seed=s) for s in (0, 1)]}
     ratios = {}
     for name, jobs in cases.items():
