@@ -39,7 +39,7 @@ import torch
 from aeprobe.progress import Progress
 from aeprobe.studies.disk_training import DiskJob, disk_model, train_disk_job
 from aeprobe.studies.disks_report import build_report, claims, headline  # noqa: F401  (the study's interface)
-from aeprobe.studies.parallel import default_workers, map_jobs
+from aeprobe.studies.parallel import balanced_order, default_workers, map_jobs
 
 NAME = "disks"
 STAGES = ("training (the training sets are built meanwhile)", "probes and figures")
@@ -149,26 +149,33 @@ def jobs(cfg: Config, files: dict[str, str]) -> list[DiskJob]:
 
 
 def build_and_yield(cfg: Config, todo: list[DiskJob], files: dict[str, str], sets: dict[str, Any]):
-    """Build each training set (into ``sets`` and its file), then yield the jobs that train on it: the
-    pool starts the longest nets (full range) while the other sets are built. What the probes need
-    from the data (the rank-1 floor and optimum) is computed while the last nets train."""
+    """Yield the jobs in order, building each training set (into ``sets`` and its file) just before
+    the first job that trains on it: the pool starts the first nets while the other sets are built.
+    What the probes need from the data (the rank-1 floor and optimum) is computed while the nets train."""
     from aeprobe.probes.profile import data_optimal_profile, rank1_floor_mse
 
-    x, r_train = make_disks(cfg, cfg.n_train, seed=cfg.data_seed)
-    xe, eval_r = make_disks(cfg, radii=np.linspace(cfg.r_min, cfg.r_max, cfg.n_eval))
-    sets.update(x=x, R=float(r_train.max()), xe=xe, eval_r=eval_r)
-    np.save(files["x"], x.numpy())
-    np.savez(files["airy_eval"], x=xe.numpy(), radii=eval_r, R=sets["R"])
-    yield from (j for j in todo if j.data == files["x"])
-    xh, _ = make_disks(cfg, cfg.n_hole_train, hole=tuple(cfg.hole), seed=cfg.data_seed + 3)
-    sets["x_hole"] = xh
-    np.save(files["x_hole"], xh.numpy())
-    yield from (j for j in todo if j.data == files["x_hole"])
-    xl, rl = make_disks(cfg, cfg.n_train, r_max=cfg.limited_R, seed=cfg.data_seed + 2)
-    sets.update(x_limited=xl, R_limited=float(rl.max()))
-    np.save(files["x_limited"], xl.numpy())
-    yield from (j for j in todo if j.data == files["x_limited"])
-    sets.update(rank1_floor=rank1_floor_mse(x), data_optimum=data_optimal_profile(x))
+    def build(key: str) -> None:
+        if key == "x":
+            x, r_train = make_disks(cfg, cfg.n_train, seed=cfg.data_seed)
+            xe, eval_r = make_disks(cfg, radii=np.linspace(cfg.r_min, cfg.r_max, cfg.n_eval))
+            sets.update(x=x, R=float(r_train.max()), xe=xe, eval_r=eval_r)
+            np.savez(files["airy_eval"], x=xe.numpy(), radii=eval_r, R=sets["R"])
+        elif key == "x_hole":
+            sets["x_hole"], _ = make_disks(cfg, cfg.n_hole_train, hole=tuple(cfg.hole), seed=cfg.data_seed + 3)
+        else:
+            xl, rl = make_disks(cfg, cfg.n_train, r_max=cfg.limited_R, seed=cfg.data_seed + 2)
+            sets.update(x_limited=xl, R_limited=float(rl.max()))
+        np.save(files[key], sets[key].numpy())
+
+    key_of = {path: key for key, path in files.items()}
+    for job in todo:
+        if key_of[job.data] not in sets:
+            build(key_of[job.data])
+        yield job
+    for key in ("x", "x_hole", "x_limited"):  # every set exists, even when no job needs it
+        if key not in sets:
+            build(key)
+    sets.update(rank1_floor=rank1_floor_mse(sets["x"]), data_optimum=data_optimal_profile(sets["x"]))
 
 
 def hole_job(cfg: Config, files: dict[str, str], kind: str, lam: float, seed: int) -> DiskJob:
@@ -219,6 +226,9 @@ def measure(cfg: Config, out: Path, progress: Progress) -> dict[str, Any]:
         files["airy_eval"] = str(Path(tmp) / "airy_eval.npz")
         todo = jobs(cfg, files)
         workers = cfg.workers or default_workers(len(todo))
+        if workers > 1:  # an order in which the processes finish together; the first jobs train on the first set
+            main = [i for i, j in enumerate(todo) if j.data == files["x"]]
+            todo = [todo[i] for i in balanced_order([j.cost for j in todo], workers, first=main)]
         res["workers"] = workers
         with progress.stage(STAGES[0], work=sum(j.cost for j in todo) / 1000):
             trained = map_jobs(train_disk_job, build_and_yield(cfg, todo, files, sets), workers=workers,

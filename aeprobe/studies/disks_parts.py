@@ -73,7 +73,7 @@ def main_part(cfg, out: Path, sets: dict, nets: dict, res: dict, figs: dict) -> 
     att_f = disk_attribution(free, xe[att_idx], eval_r[att_idx], n_steps=32)
 
     biased_runs = []  # the main seed first, then the extra seeds (code vs size over seeds)
-    for key in [k for k in nets if k.startswith("main-biased-")]:
+    for key in [f"main-biased-s{s}" for s in (cfg.seed,) + tuple(s for s in cfg.code_seeds if s != cfg.seed)]:
         model, t = nets[key]
         z, y = codes_and_outputs(model, xe)
         biased_runs.append(dict(model=model, info=t["info"], z=z, y=y, cs=code_vs_size(z, eval_r),

@@ -27,7 +27,7 @@ import torch
 
 from aeprobe.progress import STATUS_ENV
 
-__all__ = ["map_jobs", "default_workers"]
+__all__ = ["map_jobs", "default_workers", "balanced_order"]
 
 
 def default_workers(n_jobs: int, threads: int | None = None) -> int:
@@ -35,6 +35,44 @@ def default_workers(n_jobs: int, threads: int | None = None) -> int:
     (``threads``, default ``torch.get_num_threads()``), at most one per job."""
     t = torch.get_num_threads() if threads is None else int(threads)
     return max(1, min(t, int(n_jobs)))
+
+
+def balanced_order(costs: Sequence[float], workers: int, *, first: Sequence[int] | None = None) -> list[int]:
+    """An order in which to submit jobs of estimated ``costs`` to a first-come first-served pool of
+    ``workers`` processes so that they finish together.
+
+    Two workers and at most 16 jobs: the best split of the jobs in two (every subset is tried;
+    plain longest-first can leave one process idle for a whole job at the end), then the order in
+    which the two processes would ask for their next job. Otherwise longest first. ``first``: the
+    jobs allowed to start the run (e.g. those whose data are ready first); each process starts with
+    one of them when possible. Returns a permutation of ``range(len(costs))``.
+
+        >>> balanced_order([3, 3, 2, 2, 2], 2)      # {3, 3} and {2, 2, 2}: both finish at 6
+        [0, 2, 3, 1, 4]
+    """
+    n = len(costs)
+    lpt = sorted(range(n), key=lambda i: -costs[i])
+    if workers != 2 or n < 3 or n > 16:
+        return lpt
+    allowed = set(range(n) if first is None else first)
+    total = float(sum(costs))
+    best, best_key = None, None
+    for mask in range(1, 1 << (n - 1)):  # job n-1 always on the second process: each split once
+        side = [i for i in range(n) if mask >> i & 1]
+        rest = [i for i in range(n) if not mask >> i & 1]
+        load = sum(costs[i] for i in side)
+        ok = bool(allowed.intersection(side)) and bool(allowed.intersection(rest))
+        key = (not ok, max(load, total - load))
+        if best_key is None or key < best_key:
+            best, best_key = (side, rest), key
+    queues = [sorted(q, key=lambda i: (i not in allowed, -costs[i])) for q in best]
+    clock, order = [0.0, 0.0], []
+    while queues[0] or queues[1]:
+        w = min((k for k in (0, 1) if queues[k]), key=lambda k: clock[k])
+        i = queues[w].pop(0)
+        clock[w] += costs[i]
+        order.append(i)
+    return order
 
 
 @contextlib.contextmanager
@@ -71,7 +109,7 @@ def map_jobs(fn: Callable[[Any], Any], jobs: Sequence[Any] | Iterable[Any], *, w
     """``[fn(job) for job in jobs]``, in ``workers`` spawned processes of one torch thread each
     when ``workers > 1``, else in this process; the results come in the order of ``jobs``.
 
-    ``jobs`` is a sequence (with ``cost``, the most expensive jobs start first) or an iterator,
+    ``jobs`` is a sequence (with ``cost``, submitted in :func:`balanced_order`) or an iterator,
     whose jobs are started as it yields them: the code between two ``yield`` (e.g. building the
     next training set) then runs while the first jobs train. ``on_result(index, result, pending)``
     is called in this process as each job finishes (``pending``: jobs still running or queued),
@@ -93,7 +131,7 @@ def map_jobs(fn: Callable[[Any], Any], jobs: Sequence[Any] | Iterable[Any], *, w
         from concurrent.futures import ProcessPoolExecutor, as_completed
 
         if isinstance(jobs, Sequence):
-            order = sorted(range(len(jobs)), key=lambda i: -cost(jobs[i])) if cost is not None else range(len(jobs))
+            order = balanced_order([cost(j) for j in jobs], workers) if cost is not None else range(len(jobs))
             stream: Iterable[tuple[int, Any]] = ((i, jobs[i]) for i in order)
             workers = min(workers, max(len(jobs), 1))
         else:
