@@ -18,7 +18,7 @@ venv: $(BIN)/python
 	$(BIN)/pip install -q -c constraints.txt -e ".[test,ray]"
 
 demo: venv
-	$(BIN)/python experiments/disks.py --quick --out $(OUT)
+	$(BIN)/python -m aeprobe run disks --quick --out $(OUT)
 
 test: venv
 	$(BIN)/python -m pytest -q

@@ -1,8 +1,9 @@
 """Device selection: CUDA when present, CPU otherwise; every entry point takes ``device=``.
 
-Also the CPU thread count of experiment scripts: :func:`choose_threads` decides it,
-:func:`torch_threads` sets it for a block and restores the previous value; :func:`load_average`
-is ``os.getloadavg()`` where the platform has one (Unix) and ``None`` elsewhere (Windows).
+Also :func:`torch_threads`, which sets torch's CPU thread count for a block and restores the
+previous value, and :func:`load_average`: ``os.getloadavg()`` where the platform has one (Unix),
+``None`` elsewhere (Windows) -- the one place aeprobe reads the machine load. Thread counts are
+torch's own default unless a user asks (``--threads``, ``AEPROBE_THREADS``; see :mod:`aeprobe.cli`).
 """
 from __future__ import annotations
 
@@ -36,22 +37,6 @@ def load_average() -> tuple[float, float, float] | None:
         return tuple(float(v) for v in getloadavg())
     except OSError:
         return None
-
-
-def choose_threads(requested: int | None = None) -> int:
-    """Torch CPU threads: ``requested`` (at least 1), else 1 when other processes already keep a
-    core busy on a machine of at most 2 cores, else up to 2 (also when the load is unknown,
-    see :func:`load_average`).
-
-    Measured on the 2-core machine: with another process using one core, 2 threads train the
-    Newson disk AE at ~430 img/s and 1 thread at ~2300 img/s (oversubscription); on an idle
-    machine 2 threads give ~4000 img/s.
-    """
-    if requested is not None:
-        return max(1, int(requested))
-    cpus = os.cpu_count() or 1
-    load = load_average()
-    return 1 if (cpus <= 2 and load is not None and load[0] >= 1.0) else min(2, cpus)
 
 
 @contextlib.contextmanager

@@ -35,7 +35,6 @@ mode as you set it, through validation and after it returns (see its module docs
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import Callable, Mapping
 
 import torch

@@ -36,14 +36,14 @@ import subprocess
 import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-import torch  # noqa: E402
-from torch import nn  # noqa: E402
+import torch
+from torch import nn
 
-from aeprobe._modules import leaf_names  # noqa: E402
-from aeprobe.hooks import Variance, capture, intervene, stream  # noqa: E402
-from aeprobe.activation_patching import patching  # noqa: E402
+from aeprobe.device import load_average
+from aeprobe._modules import leaf_names
+from aeprobe.hooks import Variance, capture, intervene, stream
+from aeprobe.activation_patching import patching
 
 try:  # optional side-by-side; never a dependency (run this script with a scratch venv that has it)
     from nnsight import NNsight
@@ -347,7 +347,8 @@ def main() -> None:
         print(json.dumps(_stream_child(args.stream_child, args.stream_batch)))
         return
     rounds = 11 if args.quick else args.rounds
-    load = f", load average {os.getloadavg()[0]:.2f}" if hasattr(os, "getloadavg") else ""
+    avg = load_average()
+    load = f", load average {avg[0]:.2f}" if avg is not None else ""
     print(f"torch {torch.__version__}, {torch.get_num_threads()} thread, {rounds} interleaved rounds{load}")
     if args.part in ("deep", "all"):
         for n in (200, 1000):

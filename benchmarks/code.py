@@ -27,13 +27,13 @@ import subprocess
 import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-from torch import nn  # noqa: E402
+import numpy as np
+import torch
+from torch import nn
 
-from aeprobe.probes.code import CodeStatsReducer, code_stats  # noqa: E402
+from aeprobe.device import load_average
+from aeprobe.probes.code import CodeStatsReducer, code_stats
 
 
 class ConvAE(nn.Module):
@@ -75,7 +75,7 @@ def time_speed(kind: str, n: int, reps: int, batch: int, dim: int, code: int) ->
         model, x = ConvAE().eval(), torch.rand(n, 1, 16, 16, generator=g)
         what = "conv AE 1x16x16 -> 16 -> 1x16x16"
     print(f"[1] {what}, {n} inputs, batch {batch}, {torch.get_num_threads()} thread(s); "
-          f"load average before {os.getloadavg()[0]:.2f}")
+          f"load average before {(load_average() or [float('nan')])[0]:.2f}")
 
     @torch.no_grad()
     def bare() -> tuple[float, float]:
@@ -106,7 +106,7 @@ def time_speed(kind: str, n: int, reps: int, batch: int, dim: int, code: int) ->
         print(f"               runs bare {[round(t, 2) for t in b]}  code_stats {[round(t, 2) for t in s]}")
         print(f"               speed ratio bare/code_stats = {mb / ms:.3f}x (median of per-repetition ratios "
               f"{paired:.3f}x; goal >= 0.8x)")
-    out["load_after"] = os.getloadavg()[0]
+    out["load_after"] = (load_average() or [float("nan")])[0]
     print(f"    load average after {out['load_after']:.2f} (2 cores)")
     return out
 

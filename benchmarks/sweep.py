@@ -8,7 +8,7 @@ compressions 1/64, 1/16, 1/4, 1 x 2 seeds, 512 training / 512 test patches, 20 e
 run (the sequential baseline too), into a fresh ``out`` folder, and must return identical
 losses. The Ray time includes starting and stopping a local Ray (reported on its own as well).
 
-The machine may be shared: the load average (``os.getloadavg()``) is printed before and after
+The machine may be shared: the load average (``aeprobe.device.load_average()``) is printed before and after
 each backend, since other processes on 2 cores slow the parallel runs more than the sequential one.
 Also printed: the sum of the per-CAE training times over the wall time, i.e. how many CAEs were
 training at once on average (2 = the backend keeps both workers busy; it does not tell how fast
@@ -21,14 +21,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 import tempfile
 import time
 from fractions import Fraction
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-import aeprobe  # noqa: E402
+import aeprobe
+from aeprobe.device import load_average
 
 _DATA: dict = {}
 
@@ -94,13 +93,13 @@ def main(argv=None) -> dict:
             except ImportError:
                 print("ray: not installed (pip install aeprobe[ray]); skipped")
                 continue
-        load0 = os.getloadavg()
+        load0 = load_average()
         with tempfile.TemporaryDirectory() as out:
             t0 = time.perf_counter()
             res = aeprobe.sweep(train_cell, grid, backend=backend, out=out, threads=1,
                                 workers=None if backend == "local" else args.workers)
             wall = time.perf_counter() - t0
-        load1 = os.getloadavg()
+        load1 = load_average()
         results[backend] = res
         rows[backend] = dict(wall=wall, train_seconds=sum(r["seconds"] for r in res), load_before=load0[0],
                              load_after=load1[0])

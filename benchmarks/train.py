@@ -7,10 +7,17 @@ Prints:
      batch-size scan in the faster layout;
   3. K=8 seeds vmapped (aeprobe.multiseed.train_many) vs 8 sequential aeprobe.train runs
      (goal >= 2x) on a small MLP AE, the position AE (when available) and the disk AE;
-  4. whether torch.compile works on the disk AE's training step on CPU, and if it pays.
+  4. whether torch.compile works on the disk AE's training step on CPU, and if it pays;
+  5. two independent trainings: one after the other in this process with the default threads
+     vs side by side in 2 processes of one thread (aeprobe.studies.parallel.map_jobs), for the
+     disk AE (batch 50, channels_last, as the disks study) and the position encoder.
+
+A *bare epoch* is the unit of the studies' wall-time goals: the seconds of one epoch of a plain
+Adam loop on DiskAE (3000 disks, batch 50, channels_last, default threads); see
+benchmarks/demo.py.
 
 Each timing is the best of a few interleaved repetitions (robust to other processes).
-Usage:  python benchmarks/train.py [--quick] [--threads 2] [--skip-compile]
+Usage:  python benchmarks/train.py [--quick] [--threads N] [--skip-compile] [--only 5]
 """
 from __future__ import annotations
 
@@ -18,20 +25,21 @@ import argparse
 import copy
 import math
 import os
-import sys
 import time
 import traceback
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-import torch  # noqa: E402
-from torch import nn  # noqa: E402
+import torch
+from torch import nn
 
-from aeprobe.data import disks  # noqa: E402
-from aeprobe.device import torch_threads  # noqa: E402
-from aeprobe.models import DiskAE, PositionAE  # noqa: E402
-from aeprobe.multiseed import train_many  # noqa: E402
-from aeprobe.train import train  # noqa: E402
+from aeprobe.data import disks
+from aeprobe.device import torch_threads
+from aeprobe.models import DiskAE, PositionAE
+from aeprobe.models import PositionEncoder
+from aeprobe.multiseed import train_many
+from aeprobe.report import machine_load
+from aeprobe.studies.parallel import map_jobs
+from aeprobe.train import train
 
 
 # ----------------------------------------------------------------------------- models and data
@@ -84,6 +92,32 @@ def bare_loop(model: nn.Module, x: torch.Tensor, epochs: int, batch_size: int, l
             opt.zero_grad()
             loss.backward()
             opt.step()
+
+
+def bare_epoch_seconds(x: torch.Tensor, *, reps: int = 2, batch_size: int = 50, seed: int = 0) -> float:
+    """Best of ``reps`` timings of one bare Adam epoch (lr 1e-3) of a fresh DiskAE on ``x``,
+    channels_last, batch ``batch_size``, with torch's current thread count (after one warm-up
+    batch): the unit of the studies' wall-time goals."""
+    xc = x.contiguous(memory_format=torch.channels_last)
+    best = math.inf
+    for r in range(reps):
+        model = disk_model(seed + r).to(memory_format=torch.channels_last)
+        opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+        gen = torch.Generator().manual_seed(seed)
+
+        def step(xb):
+            loss = ((model(xb) - xb) ** 2).mean()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+
+        step(xc[:batch_size])  # warm-up: oneDNN builds its kernels for the shape
+        t0 = time.perf_counter()
+        perm = torch.randperm(len(xc), generator=gen)
+        for s in range(0, len(xc), batch_size):
+            step(xc[perm[s:s + batch_size]].contiguous(memory_format=torch.channels_last))
+        best = min(best, time.perf_counter() - t0)
+    return best
 
 
 def steps_per_second(model, x, steps: int, lr: float = 1e-3, warmup: int = 3) -> float:
@@ -244,26 +278,73 @@ def section_compile(x_batch, quick):
     return results
 
 
+def parallel_job(job: dict) -> float:
+    """One training of section 5 (runs in a worker process): returns its training seconds."""
+    torch.manual_seed(job["seed"])
+    if job["net"] == "disk":
+        model = DiskAE(bias=False)
+        res = train(model, job["x"], epochs=job["epochs"], batch_size=50, seed=job["seed"], progress=False,
+                    channels_last=True)
+    else:
+        model = PositionEncoder(6, bias=True, activation=True)
+        res = train(model, job["x"], job["y"], epochs=job["epochs"], batch_size=100, lr=1e-2, seed=job["seed"],
+                    progress=False)
+    return res.seconds
+
+
+def section_processes(x_disk, quick):
+    print("\n[5] two independent trainings: sequential (this process, default threads) vs 2 processes x 1 thread")
+    a = torch.rand(3000, dtype=torch.float64) * 63
+    xp = torch.relu(1 - (torch.arange(64)[None, :] - a[:, None]).abs()).float()[:, None, :]
+    yp = ((64 - a) / 64).float()[:, None]
+    cases = {f"disk AE ({len(x_disk)} disks, batch 50, channels_last)": [dict(net="disk", x=x_disk, epochs=1 if quick else 6,
+                                                                   seed=s) for s in (0, 1)],
+             "position encoder (3000 Diracs, batch 100)": [dict(net="position", x=xp, y=yp, epochs=10 if quick else 100,
+                                                                seed=s) for s in (0, 1)]}
+    ratios = {}
+    for name, jobs in cases.items():
+        t0 = time.perf_counter()
+        seq = [parallel_job(j) for j in jobs]
+        t_seq = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        par = map_jobs(parallel_job, jobs, workers=2)
+        t_par = time.perf_counter() - t0
+        line(f"{name}: sequential, {torch.get_num_threads()} threads", f"{t_seq:6.1f} s")
+        line(f"{name}: 2 processes x 1 thread, wall (incl. ~spawn)", f"{t_par:6.1f} s  (training {max(par):.1f} s)")
+        ratios[name] = (t_seq / t_par, sum(seq) / max(par))
+        line(f"{name}: speed ratio processes / sequential, wall | training only",
+             f"{t_seq / t_par:6.2f} | {sum(seq) / max(par):.2f}")
+    return ratios
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="small sizes, < 2 minutes")
-    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's own default)")
     ap.add_argument("--skip-compile", action="store_true")
+    ap.add_argument("--only", type=int, nargs="+", default=None, help="run only these sections (1-5)")
     args = ap.parse_args(argv)
-    torch.set_num_threads(args.threads)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    only = set(args.only or range(1, 6))
     n = 900 if args.quick else 3000
     epochs = 1 if args.quick else 2
     reps = 2 if args.quick else 3
     x, source = disk_data(n)
     model_name = type(disk_model(0)).__name__
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, load avg {os.getloadavg()[0]:.1f}; "
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, load {machine_load()}; "
           f"disk AE = {model_name}; data = {source}; n = {n}, epochs = {epochs}, best of {reps}")
     t0 = time.perf_counter()
-    section_trainer_vs_bare(x, epochs, reps + 1)
-    section_layout(x, epochs, reps, args.quick)
-    section_vmaps(args.quick, reps)
-    if not args.skip_compile:
+    if 1 in only:
+        section_trainer_vs_bare(x, epochs, reps + 1)
+    if 2 in only:
+        section_layout(x, epochs, reps, args.quick)
+    if 3 in only:
+        section_vmaps(args.quick, reps)
+    if 4 in only and not args.skip_compile:
         section_compile(x[:300], args.quick)
+    if 5 in only:
+        section_processes(x, args.quick)
     print(f"\ntotal benchmark time {time.perf_counter() - t0:.0f} s")
 
 

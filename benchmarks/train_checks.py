@@ -15,18 +15,15 @@ from __future__ import annotations
 import argparse
 import copy
 import math
-import os
-import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-import torch  # noqa: E402
-from torch import nn  # noqa: E402
+import torch
+from torch import nn
 
-import aeprobe.train as T  # noqa: E402
-from aeprobe.data import disks  # noqa: E402
-from aeprobe.models import DiskAE  # noqa: E402
+import aeprobe.train as T
+from aeprobe.data import disks
+from aeprobe.models import DiskAE
 
 
 class MLPAE(nn.Module):

@@ -19,17 +19,15 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import torch  # noqa: E402
-import torch.distributed as dist  # noqa: E402
+import torch
+import torch.distributed as dist
 
-import aeprobe  # noqa: E402
-from aeprobe.data import image_patches  # noqa: E402
-from aeprobe.models.manakov import ManakovCAE  # noqa: E402
+import aeprobe
+from aeprobe.data import image_patches
+from aeprobe.models.manakov import ManakovCAE
 
 
 def main(argv=None) -> dict:

@@ -7,16 +7,13 @@ Writes ``airy_vs_optimum.png`` and ``results.json`` (max deviation per grid size
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from aeprobe.plots.common import line_plot  # noqa: E402
-from aeprobe.reporting import write_json  # noqa: E402
-from theory.disks import airy_profile, decoding_energy, optimal_energy, optimal_profile  # noqa: E402
+from aeprobe.plots.common import line_plot
+from aeprobe.reporting import write_json
+from theory.disks import airy_profile, decoding_energy, optimal_energy, optimal_profile
 
 
 def main(argv=None) -> dict:

@@ -1,28 +1,23 @@
-"""aeprobe.device: thread choice on every platform (os.getloadavg is Unix-only)."""
+"""aeprobe.device: the machine load on every platform (os.getloadavg is Unix-only)."""
 from __future__ import annotations
 
 import os
 
-import pytest
+from aeprobe.device import load_average
+from aeprobe.report import machine_load
 
-from aeprobe.device import choose_threads, load_average
 
-
-def test_without_getloadavg_the_load_is_unknown_and_threads_still_chosen(monkeypatch):
-    """Windows has no os.getloadavg: no AttributeError, the load is None, and an unknown load is
-    treated as an idle machine (up to 2 threads)."""
+def test_without_getloadavg_the_load_is_unknown(monkeypatch):
+    """Windows has no os.getloadavg: no AttributeError, the load is None (reports say so)."""
     monkeypatch.delattr(os, "getloadavg", raising=False)
     assert load_average() is None
-    assert choose_threads() == min(2, os.cpu_count() or 1)
-    assert choose_threads(3) == 3
+    assert machine_load() is None
 
 
-@pytest.mark.parametrize("load, cpus, expected", [(1.5, 2, 1), (0.2, 2, 2), (1.5, 8, 2), (0.0, 1, 1)])
-def test_busy_small_machines_get_one_thread(monkeypatch, load, cpus, expected):
-    monkeypatch.setattr(os, "getloadavg", lambda: (load, load, load), raising=False)
-    monkeypatch.setattr(os, "cpu_count", lambda: cpus)
-    assert load_average() == (load, load, load)
-    assert choose_threads() == expected
+def test_the_load_is_read_once_and_rounded_for_reports(monkeypatch):
+    monkeypatch.setattr(os, "getloadavg", lambda: (1.234, 0.5, 0.25), raising=False)
+    assert load_average() == (1.234, 0.5, 0.25)
+    assert machine_load() == [1.23, 0.5, 0.25]
 
 
 def test_a_failing_getloadavg_means_unknown(monkeypatch):
@@ -31,4 +26,3 @@ def test_a_failing_getloadavg_means_unknown(monkeypatch):
 
     monkeypatch.setattr(os, "getloadavg", fails, raising=False)
     assert load_average() is None
-    assert choose_threads() >= 1

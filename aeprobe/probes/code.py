@@ -66,7 +66,7 @@ import contextlib
 import math
 import warnings
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
@@ -75,7 +75,7 @@ from scipy.linalg import subspace_angles
 from torch import nn
 
 from aeprobe.reducers import Reducer
-from aeprobe.view import Autoencoder, as_view
+from aeprobe.view import as_view
 
 __all__ = [
     "Comoments",

@@ -1,4 +1,4 @@
-"""End-to-end smoke run of experiments/zoo.py: files, every kind present, internal consistency."""
+"""End-to-end smoke run of the zoo study (aeprobe.studies.zoo): files, every kind present, internal consistency."""
 from __future__ import annotations
 
 import csv
@@ -7,7 +7,7 @@ import pytest
 
 from aeprobe.models.zoo import KINDS, SAMPLERS
 
-from _experiments import load_experiment, run_smoke
+from _studies import run_smoke
 
 
 @pytest.fixture(scope="module")
@@ -29,6 +29,7 @@ def test_smoke_writes_results_table_report_and_figures(smoke):
         assert (out / name).stat().st_size > 1000, name  # a real PNG, referenced in the report with a reading
         assert f"]({name})" in report
     assert report.count("Reading:") >= len(res["figures"])
+    assert set(res["readings"]) == set(res["figures"].values())
     with open(out / "results.csv", newline="") as fh:
         rows = list(csv.reader(fh))
     assert rows[0][0] == "kind" and [r[0] for r in rows[1:]] == list(res["kinds"])
@@ -49,6 +50,10 @@ def test_smoke_every_kind_has_every_measurement(smoke):
         assert rec["homogeneity"]["no_biases"] >= 0
     assert {c["id"] for c in res["claims"]} >= {"shallow_worst_recon", "denoising_best_probe", "shallow_best_anomaly"}
     assert all(c["verdict"].split()[0] in ("agrees", "disagrees", "not") for c in res["claims"])
+    # the verdict follows the saved numbers: shallow reconstructs worst iff its test BCE is the highest
+    by_id = {c["id"]: c for c in res["claims"]}
+    worst = max(res["kinds"], key=lambda k: res["kinds"][k]["test_bce"])
+    assert by_id["shallow_worst_recon"]["met"] == (worst == "shallow")
 
 
 def test_smoke_upsampling_structure_holds_even_after_one_epoch(smoke):
