@@ -58,6 +58,7 @@ import torch
 from torch import nn
 
 from aeprobe._modules import get_module, module_name
+from aeprobe.hooks import output_at
 from aeprobe.state import ModelGuard
 from aeprobe.utils import batched, eval_mode, model_device, model_dtype, on_device
 
@@ -168,10 +169,6 @@ def pick(obj: Any, kind: str = "output", select: Any = None, *, where: str = "th
 
 
 # --------------------------------------------------------------------------------------------- parts
-class _Stop(Exception):
-    """Raised by the ``code_at`` hook to end the forward once the code exists."""
-
-
 def _as_modules(model: nn.Module, spec, arg: str) -> list[tuple[str, nn.Module]]:
     items = list(spec) if isinstance(spec, (list, tuple)) else [spec]
     if not items:
@@ -421,24 +418,12 @@ class Autoencoder:
     __call__ = reconstruct
 
     def _encode_by_stopping(self, x: torch.Tensor) -> Any:
-        box: list = []
-
-        def hook(module, args, output):
-            box.append(output)
-            raise _Stop
-
-        guard = ModelGuard(self.model, buffers=False)
+        # the forward ends right after the code; like any encode call it keeps the graph and, in
+        # train mode, updates BatchNorm statistics (restore_buffers=False)
         try:
-            guard.add_handle(self._code_module.register_forward_hook(hook))
-            try:
-                self.model(x)
-            except _Stop:
-                pass
-        finally:
-            guard.restore()
-        if not box:
-            raise RuntimeError(f"module {self.code_at!r} did not run during model(x); check code_at=")
-        return box[0]
+            return output_at(self.model, self.code_at, x, restore_buffers=False)
+        except KeyError as e:
+            raise RuntimeError(f"module {self.code_at!r} did not run during model(x); check code_at=") from e
 
     # ------------------------------------------------------------------------------- batched, no grad
     @contextlib.contextmanager
