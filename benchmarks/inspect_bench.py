@@ -17,7 +17,7 @@ epoch (:func:`train.bare_epoch_seconds`; see ``benchmarks/demo.py``). Goal: <= 7
 (120 s on the idle 2-core reference machine, where a bare epoch takes ~1.7 s). It also prints the
 one-thread bare epoch (less inflated by a busy machine) and the seconds of each section.
 
-    python benchmarks/inspect_bench.py [--out runs/bench_inspect] [--no-labels]
+    python benchmarks/inspect_bench.py [--out runs/bench_inspect] [--no-labels] [--threads 1] [--skip-prepare]
 """
 from __future__ import annotations
 
@@ -81,7 +81,7 @@ def prepare(folder: Path, epochs: int = 5) -> dict:
     return dict(train_seconds=time.perf_counter() - t0, params=sum(p.numel() for p in model.parameters()))
 
 
-def run_inspect(folder: Path, out: Path, labels: bool) -> float:
+def run_inspect(folder: Path, out: Path, labels: bool, threads: int | None = None) -> float:
     env = dict(os.environ)
     env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
     env.pop("AEPROBE_THREADS", None)
@@ -90,6 +90,8 @@ def run_inspect(folder: Path, out: Path, labels: bool) -> float:
            "--heldout", f"npy:{folder / 'test.npy'}", "--out", str(out), "--quick", "--no-progress"]
     if labels:
         cmd += ["--labels", f"npy:{folder / 'labels.npy'}"]
+    if threads is not None:
+        cmd += ["--threads", str(threads)]
     t0 = time.perf_counter()
     r = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
     wall = time.perf_counter() - t0
@@ -103,13 +105,19 @@ def main(argv=None) -> dict:
     ap.add_argument("--out", type=Path, default=Path("runs/bench_inspect"))
     ap.add_argument("--no-labels", action="store_true", help="without --labels (no linear probe)")
     ap.add_argument("--reps", type=int, default=2, help="bare-epoch timings each time (best is kept)")
+    ap.add_argument("--threads", type=int, default=None,
+                    help="--threads of the command (default: torch's own; the bare epoch always uses the default)")
+    ap.add_argument("--skip-prepare", action="store_true", help="reuse the model and data of an earlier run")
     args = ap.parse_args(argv)
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     from train import bare_epoch_seconds, disk_data
 
     from aeprobe.report import machine_load
 
-    prep = prepare(args.out / "inputs")
+    if args.skip_prepare and (args.out / "inputs" / "ae.safetensors").is_file():
+        prep = dict(train_seconds=0.0, params=sum(p.numel() for p in conv_ae().parameters()))
+    else:
+        prep = prepare(args.out / "inputs")
     x, _ = disk_data(3000, seed=1)
     threads = torch.get_num_threads()
 
@@ -120,11 +128,12 @@ def main(argv=None) -> dict:
         finally:
             torch.set_num_threads(threads)
 
-    print(f"torch {torch.__version__}, {threads} threads (default), {os.cpu_count()} CPUs; conv AE with "
+    print(f"torch {torch.__version__}, {threads} threads (default; the command: {args.threads or 'default'}), "
+          f"{os.cpu_count()} CPUs; conv AE with "
           f"{prep['params']:,} parameters trained for {prep['train_seconds']:.0f} s (not counted)")
     load0 = machine_load()
     e0, o0 = bare_epoch_seconds(x, reps=args.reps), one_thread_epoch()
-    wall = run_inspect(args.out / "inputs", args.out / "report", labels=not args.no_labels)
+    wall = run_inspect(args.out / "inputs", args.out / "report", labels=not args.no_labels, threads=args.threads)
     e1, o1 = bare_epoch_seconds(x, reps=args.reps), one_thread_epoch()
     load1 = machine_load()
     epoch, one = (e0 + e1) / 2, (o0 + o1) / 2

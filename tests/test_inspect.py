@@ -235,6 +235,10 @@ def test_checkerboard_section_tells_resize_conv_from_uneven_transposed_conv(tmp_
     resize = sections.checkerboard(_ctx(_ConvCodeAE(False), x, tmp_path))
     assert resize["crop"] == 2 and resize["spatial_code"]
     assert resize["constant"]["alias_rms"] < 1e-6  # shift-invariant layers map a constant to a constant
+    assert resize["conv_layers"] == ["decoder.1"]
+    model = _ConvCodeAE(False)  # decode given as a callable: its modules are found by running it (each listed once)
+    called = sections.checkerboard(_ctx(model, x, tmp_path, decode=lambda z: model.decoder(z)))
+    assert called["conv_layers"] == ["decoder.1"] and called["constant"]["alias_rms"] < 1e-6
     uneven = sections.checkerboard(_ctx(_ConvCodeAE(True), x, tmp_path))
     assert uneven["constant"]["alias_rms"] > 1e-3  # kernel 3, stride 2: the Odena et al. artifact
     assert uneven["constant"]["alias_rms"] > 1e3 * max(resize["constant"]["alias_rms"], 1e-9)
@@ -256,6 +260,11 @@ def test_readings_follow_the_numbers():
     assert "adds period-2" in READINGS["checkerboard"](cb)
     cb["data_images"] = stats(0.2 / (ALIAS_EXCESS - 0.5))
     assert "no excess period-2" in READINGS["checkerboard"](cb)
+    path = dict(pairs=[[0, 1]], steps=8, nn_mse_decoded=0.02, nn_mse_decoded_ends=0.01, nn_mse_blend=0.03,
+                nn_mse_blend_ends=0.01)
+    assert "leaves the data between its end points" in READINGS["interpolation"](path)
+    path["nn_mse_decoded"] = 0.012
+    assert "stays as close to the data as its end points" in READINGS["interpolation"](path)
     assert reading("probe", {"status": "not applicable", "why": "x"}) == "Does not apply: x"
 
 

@@ -13,7 +13,7 @@ import numpy as np
 from aeprobe.report import AtMost, Claim, Report, run_sentence
 
 __all__ = ["READINGS", "CAPTIONS", "reading", "build_report", "claims", "COPY_TOL", "LINEAR_TOL", "ALIAS_EXCESS",
-           "HOMOGENEITY_TOL"]
+           "HOMOGENEITY_TOL", "PATH_EXCESS"]
 
 #: unexplained OOD fraction and ||J - I||^2/d below which the model "copies" (IdentityReport.looks_like_copy)
 COPY_TOL = 0.1
@@ -21,6 +21,8 @@ COPY_TOL = 0.1
 LINEAR_TOL = 0.1
 #: Nyquist fraction of decoded outputs over that of the data above which the decoder "adds" period-2 structure
 ALIAS_EXCESS = 2.0
+#: interior frames of an interpolation this many times farther from the data than its end points "leave" it
+PATH_EXCESS = 1.5
 #: relative deviation from D(lz) = l D(z) counted as "holds" (float32 rounding is ~1e-7)
 HOMOGENEITY_TOL = 1e-4
 
@@ -149,10 +151,14 @@ def _interpolation(s: dict) -> str:
     if s.get("nn_mse_decoded") is None:
         return f"{len(s['pairs'])} pairs decoded along straight code lines (no nearest-neighbour distance: shapes differ)."
     d, b = s["nn_mse_decoded"], s["nn_mse_blend"]
-    word = "closer to" if d < b else "farther from"
-    return (f"Frames decoded along straight lines between codes lie at MSE {_g(d)} from their nearest data image, "
-            f"against {_g(b)} for pixel blends of the same pairs: the code path stays {word} the data than "
-            f"blending does ({len(s['pairs'])} pairs, {s['steps']} steps).")
+    rd = d / s["nn_mse_decoded_ends"] if s["nn_mse_decoded_ends"] else None
+    rb = b / s["nn_mse_blend_ends"] if s["nn_mse_blend_ends"] else None
+    word = ("stays as close to the data as its end points" if rd is not None and rd <= PATH_EXCESS
+            else "leaves the data between its end points")
+    return (f"Interior frames decoded along straight code lines lie at MSE {_g(d)} from their nearest training "
+            f"image, {_g(rd)} times the distance of the end points' reconstructions: the code path {word} "
+            f"(tolerance {_g(PATH_EXCESS)}x); pixel blends of the same pairs: {_g(b)}, {_g(rb)} times their end "
+            f"points ({len(s['pairs'])} pairs, {s['steps']} steps).")
 
 
 def _probe(s: dict) -> str:
@@ -226,7 +232,7 @@ def build_report(results: dict) -> Report:
     model = results["model"]
     rep = Report(f"aeprobe inspect: {model['name']}")
     rep.paragraph(f"Mode `{results['mode']}`. How the model was read (`aeprobe.autoencoder` view):")
-    rep.bullets([f"`{ln.strip()}`" for ln in model["view"][1:]])
+    rep.bullets([f"{part}: `{how}`" for part, how in (ln.strip().split(None, 1) for ln in model["view"][1:])])
     data = results["data"]
     rep.paragraph(f"Data: {data['train']}" + (f"; held-out: {data['test']}" if data.get("test") else "; no held-out images")
                   + (f"; labels: {data['labels']}" if data.get("labels") else "") + ".")

@@ -272,8 +272,8 @@ def checkerboard(ctx: Context) -> dict:
     from aeprobe.probes.checkerboard import alias_stats, checkerboard_probe, constant_codes, random_codes
 
     ctx.require("the checkerboard probe", "decode", "encode")
-    convs = [f"{n}.{s}".strip(".") if s else n for n, m in ctx.module_names("decoder").items()
-             for s, sub in m.named_modules() if isinstance(sub, (nn.Conv2d, nn.ConvTranspose2d))]
+    convs = list(dict.fromkeys(f"{n}.{s}".strip(".") if s else n for n, m in ctx.module_names("decoder").items()
+                               for s, sub in m.named_modules() if isinstance(sub, (nn.Conv2d, nn.ConvTranspose2d))))
     if not convs:
         raise NotApplicable("the checkerboard probe is for a convolutional decoder, and this decoder has no 2-D "
                             "convolution")
@@ -389,11 +389,13 @@ def interpolation(ctx: Context) -> dict:
             dist = torch.cdist(q, flat_pool).pow(2) / flat_pool.shape[1]
             return dist.min(1).values.reshape(f.shape[0], f.shape[1]).numpy()
 
-        inner = slice(1, steps - 1)
+        inner, ends = slice(1, steps - 1), [0, steps - 1]
         dec, ble = nn_mse(frames[:, inner]), nn_mse(blends[:, inner])
+        dec_ends, ble_ends = nn_mse(frames[:, ends]), nn_mse(blends[:, ends])
         d.update(nn_mse_decoded=float(dec.mean()), nn_mse_blend=float(ble.mean()),
+                 nn_mse_decoded_ends=float(dec_ends.mean()), nn_mse_blend_ends=float(ble_ends.mean()),
                  nn_mse_decoded_per_pair=dec.mean(1), nn_mse_blend_per_pair=ble.mean(1),
-                 endpoint_mse=float(((frames[:, [0, -1]].double() - torch.stack([a, c], 1).double()) ** 2).mean()))
+                 endpoint_mse=float(((frames[:, ends].double() - torch.stack([a, c], 1).double()) ** 2).mean()))
     rows = {}
     for p in range(min(pairs, 3)):
         rows[f"pair {p + 1}: codes"] = frames[p]

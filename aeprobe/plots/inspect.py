@@ -60,8 +60,9 @@ def plot_architecture(layers: Sequence[Mapping], path: str | os.PathLike, *, max
     ax.set_yticks(y, labels, fontsize=7)
     ax.set_xscale("log")
     ax.set_xlabel("parameters (weight + bias)")
-    handles = [ax.bar([0], [0], color=c, label=p or "other")[0] for p, c in _PART_COLOURS.items()
-               if any(r["part"] == p for r in rows)]
+    from matplotlib.patches import Patch
+
+    handles = [Patch(color=c, label=p or "other") for p, c in _PART_COLOURS.items() if any(r["part"] == p for r in rows)]
     ax.legend(handles=handles, fontsize=8, loc="lower right")
     ax.grid(axis="x", alpha=0.3)
     fig.tight_layout()
