@@ -63,6 +63,10 @@ _LAZY = {
     "sweep": "aeprobe.sweeps",
     "SweepError": "aeprobe.sweeps",
     "config_key": "aeprobe.sweeps",
+    # the report on a user's own model (the module is ``aeprobe.inspection``: a submodule named
+    # ``inspect`` would replace the function)
+    "inspect": "aeprobe.inspection",
+    "InspectReport": "aeprobe.inspection",
 }
 
 __all__ = sorted(_LAZY) + ["__version__"]

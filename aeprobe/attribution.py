@@ -67,8 +67,18 @@ class CodeAttribution:
         return self.attributions.detach().cpu().numpy().copy()
 
 
-def _resolve_encoder(model: nn.Module, encoder) -> tuple[callable, nn.Module, list[nn.Module]]:
-    """Return (forward function, module in which layer names are resolved, modules to put in eval)."""
+def _resolve_encoder(model, encoder) -> tuple[callable, nn.Module, list[nn.Module]]:
+    """Return (forward function, module in which layer names are resolved, modules to put in eval).
+
+    ``model`` may be an :func:`aeprobe.autoencoder` view (recognised by its ``model`` and ``encode``
+    without importing the view, which sits above this layer): its ``encode`` (the code picked from
+    whatever the encoder returns) is the function, its model the root of layer names; an explicit
+    ``encoder`` is resolved in the view's model instead."""
+    if _is_view(model):
+        if encoder is None:
+            model.require("encode", probe="attribute_code")
+            return model.encode, model.model, [model.model]
+        model = model.model
     if encoder is None:
         if callable(getattr(model, "encode", None)):
             return model.encode, model, [model]
@@ -85,6 +95,12 @@ def _resolve_encoder(model: nn.Module, encoder) -> tuple[callable, nn.Module, li
         except KeyError:
             return encoder, encoder, [model, encoder]
     raise TypeError(f"encoder must be None, a module name or an nn.Module, got {type(encoder).__name__}")
+
+
+def _is_view(obj) -> bool:
+    """An :func:`aeprobe.autoencoder` view (duck-typed: a model, ``encode`` and ``require``)."""
+    return (not isinstance(obj, nn.Module) and isinstance(getattr(obj, "model", None), nn.Module)
+            and callable(getattr(obj, "encode", None)) and callable(getattr(obj, "require", None)))
 
 
 def _count_calls(module: nn.Module, fn, x1: torch.Tensor) -> int:
@@ -136,7 +152,7 @@ def _flat_index(unit, code_shape: tuple[int, ...]) -> int | None:
 
 
 def attribute_code(
-    model: nn.Module,
+    model,
     x: torch.Tensor,
     unit=None,
     method: str = "integrated_gradients",
@@ -153,8 +169,10 @@ def attribute_code(
 ) -> CodeAttribution:
     """Attribute code unit ``unit`` (or the code's sum) of ``encode(x)`` with a captum method.
 
-    ``encoder``: ``None`` uses ``model.encode``; a submodule name or an ``nn.Module`` is used as the
-    encoder instead (so plain encoders work). ``baseline``: the reference input ``x'`` (default
+    ``model``: a module or an :func:`aeprobe.autoencoder` view (then its ``encode`` -- the code
+    picked from a tuple, dict or distribution -- is attributed, and layer names are those of the
+    view's model). ``encoder``: ``None`` uses ``model.encode`` (a view: its own ``encode``); a
+    submodule name or an ``nn.Module`` is used as the encoder instead (so plain encoders work). ``baseline``: the reference input ``x'`` (default
     zeros; a float fills). ``n_steps``/``internal_batch_size`` go to captum. ``integration`` is
     captum's quadrature ``method``; default ``"gausslegendre"`` for integrated gradients and
     ``"riemann_trapezoid"`` for layer conductance: captum computes conductance from differences of
@@ -173,8 +191,9 @@ def attribute_code(
 
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    if not isinstance(model, nn.Module) and not _is_view(model):
+        raise TypeError(f"model must be a torch.nn.Module or an aeprobe.autoencoder(...) view, got "
+                        f"{type(model).__name__}")
     if not isinstance(x, torch.Tensor) or not x.is_floating_point():
         raise TypeError(f"x must be a floating-point tensor, got {type(x).__name__} {getattr(x, 'dtype', '')}")
     if x.dim() < 1 or x.shape[0] == 0:

@@ -7,21 +7,19 @@
 Every study takes the same flags, defined once in :func:`shared_flags`: ``--quick`` (default) /
 ``--full`` / ``--smoke``, ``--out``, ``--device``, ``--threads``, ``--no-progress``, ``--seed``.
 
-Threads: torch's own default (all physical cores) unless ``--threads N`` or the environment
-variable ``AEPROBE_THREADS`` says otherwise (:func:`resolve_threads`); independent trainings of
-a study then run in that many single-thread processes. The report records the thread count and
-the machine load.
+Threads: torch's own default (all physical cores) unless ``--threads N`` or ``$AEPROBE_THREADS`` says
+otherwise (:func:`resolve_threads`); a study's independent trainings then run in that many
+single-thread processes. The report records the thread count and the machine load.
 
-Commands live in :data:`COMMANDS` (name -> :class:`Command`): a command is a help line, a function
-adding its arguments to its sub-parser, and a handler ``args -> exit code``. Adding one (say
-``inspect``) is one more entry; it can reuse :func:`shared_flags`, :func:`thread_count` and
-:class:`aeprobe.progress.Progress`. Errors the user can fix (a bad ``--data``, an impossible grid)
-are printed as one ``aeprobe: error: ...`` line with exit code 2, not as a traceback.
+Commands live in :data:`COMMANDS` (name -> :class:`Command`: a help line, an argument adder, a handler
+``args -> exit code``); ``inspect`` is :mod:`aeprobe.inspection.command`. Errors the user can fix (a bad
+``--data``, an impossible grid) are one ``aeprobe: error: ...`` line with exit code 2, not a traceback.
 """
 from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib
 import os
 import sys
 from dataclasses import dataclass
@@ -81,9 +79,9 @@ def thread_count(n: int | None) -> Iterator[int]:
 # ----------------------------------------------------------------------------- parser
 
 
-def shared_flags() -> argparse.ArgumentParser:
-    """The flags every study takes (a parent parser for ``argparse``)."""
-    p = argparse.ArgumentParser(add_help=False)
+def shared_flags(parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
+    """The flags every study takes (a parent parser for ``argparse``; added to ``parser`` when given)."""
+    p = parser if parser is not None else argparse.ArgumentParser(add_help=False)
     g = p.add_argument_group("shared flags")
     mode = g.add_mutually_exclusive_group()
     mode.add_argument("--quick", action="store_true", help="CPU scale, minutes on 2 cores (default)")
@@ -155,6 +153,9 @@ def _run(args: argparse.Namespace, argv: Sequence[str]) -> int:
 #: the sub-commands of ``aeprobe``
 COMMANDS: dict[str, Command] = {
     "run": Command("run one study (disks, position, bottleneck, zoo) and write its report", _add_run, _run),
+    "inspect": Command("inspect your own trained autoencoder and write its diagnostic report",
+                       lambda p, s: importlib.import_module("aeprobe.inspection.command").add_arguments(p, s),
+                       lambda a, argv: importlib.import_module("aeprobe.inspection.command").handle(a, argv)),
 }
 
 
@@ -175,7 +176,7 @@ def build_parser(study: str | None = None) -> argparse.ArgumentParser:
         prog="aeprobe", formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Open trained autoencoders up and check what is inside against closed-form theory.",
         epilog="studies (aeprobe run STUDY):\n" + "\n".join(f"  {k:<11} {s}" for k, (_, s) in STUDIES.items())
-               + "\n\nexample: aeprobe run disks --quick --out runs/disks")
+               + "\n\nexamples: aeprobe run disks --quick --out runs/disks; aeprobe inspect --help (your own model)")
     p.add_argument("--version", action="version", version=f"aeprobe {__version__}")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, cmd in COMMANDS.items():
