@@ -35,8 +35,9 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from aeprobe._modules import get_module, module_name, resolve_modules
+from aeprobe._modules import module_name, resolve_modules
 from aeprobe.state import ModelGuard
+from aeprobe.view import Autoencoder, as_view, autoencoder
 
 __all__ = ["CodeAttribution", "attribute_code", "METHODS"]
 
@@ -67,40 +68,22 @@ class CodeAttribution:
         return self.attributions.detach().cpu().numpy().copy()
 
 
-def _resolve_encoder(model, encoder) -> tuple[callable, nn.Module, list[nn.Module]]:
-    """Return (forward function, module in which layer names are resolved, modules to put in eval).
+def _encoder_view(model, encoder) -> tuple[Autoencoder, list[nn.Module]]:
+    """The view whose ``encode`` is attributed, and the modules to put in eval mode.
 
-    ``model`` may be an :func:`aeprobe.autoencoder` view (recognised by its ``model`` and ``encode``
-    without importing the view, which sits above this layer): its ``encode`` (the code picked from
-    whatever the encoder returns) is the function, its model the root of layer names; an explicit
-    ``encoder`` is resolved in the view's model instead."""
-    if _is_view(model):
-        if encoder is None:
-            model.require("encode", probe="attribute_code")
-            return model.encode, model.model, [model.model]
-        model = model.model
+    ``encoder=None``: the view of ``model`` (a plain module is read with ``aeprobe.autoencoder``);
+    a name or a submodule of the model: that part; a module outside the model: itself."""
+    root = model.model if isinstance(model, Autoencoder) else model
     if encoder is None:
-        if callable(getattr(model, "encode", None)):
-            return model.encode, model, [model]
-        raise TypeError(
-            f"{type(model).__name__} has no .encode(x) method; pass encoder= (a submodule name or an nn.Module)"
-        )
-    if isinstance(encoder, str):
-        enc = get_module(model, encoder)
-        return enc, model, [model]
-    if isinstance(encoder, nn.Module):
-        try:
-            module_name(model, encoder)
-            return encoder, model, [model]
-        except KeyError:
-            return encoder, encoder, [model, encoder]
-    raise TypeError(f"encoder must be None, a module name or an nn.Module, got {type(encoder).__name__}")
-
-
-def _is_view(obj) -> bool:
-    """An :func:`aeprobe.autoencoder` view (duck-typed: a model, ``encode`` and ``require``)."""
-    return (not isinstance(obj, nn.Module) and isinstance(getattr(obj, "model", None), nn.Module)
-            and callable(getattr(obj, "encode", None)) and callable(getattr(obj, "require", None)))
+        ae = as_view(model)
+    elif isinstance(encoder, nn.Module) and not any(m is encoder for m in root.modules()):
+        return autoencoder(encoder, encoder=encoder), [root, encoder]
+    elif isinstance(encoder, (str, nn.Module)):
+        ae = autoencoder(root, encoder=encoder)
+    else:
+        raise TypeError(f"encoder must be None, a module name or an nn.Module, got {type(encoder).__name__}")
+    ae.require("encode", probe="attribute_code")
+    return ae, [root]
 
 
 def _count_calls(module: nn.Module, fn, x1: torch.Tensor) -> int:
@@ -169,10 +152,10 @@ def attribute_code(
 ) -> CodeAttribution:
     """Attribute code unit ``unit`` (or the code's sum) of ``encode(x)`` with a captum method.
 
-    ``model``: a module or an :func:`aeprobe.autoencoder` view (then its ``encode`` -- the code
-    picked from a tuple, dict or distribution -- is attributed, and layer names are those of the
-    view's model). ``encoder``: ``None`` uses ``model.encode`` (a view: its own ``encode``); a
-    submodule name or an ``nn.Module`` is used as the encoder instead (so plain encoders work). ``baseline``: the reference input ``x'`` (default
+    ``model``: a module or an :func:`aeprobe.autoencoder` view, read through the view: its
+    ``encode`` (the code picked from a tuple, dict or distribution) is attributed, and layer names
+    are those of its model. ``encoder``: a submodule name or an ``nn.Module`` read as the encoder
+    instead (so plain encoders work). ``baseline``: the reference input ``x'`` (default
     zeros; a float fills). ``n_steps``/``internal_batch_size`` go to captum. ``integration`` is
     captum's quadrature ``method``; default ``"gausslegendre"`` for integrated gradients and
     ``"riemann_trapezoid"`` for layer conductance: captum computes conductance from differences of
@@ -191,7 +174,7 @@ def attribute_code(
 
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
-    if not isinstance(model, nn.Module) and not _is_view(model):
+    if not isinstance(model, (nn.Module, Autoencoder)):
         raise TypeError(f"model must be a torch.nn.Module or an aeprobe.autoencoder(...) view, got "
                         f"{type(model).__name__}")
     if not isinstance(x, torch.Tensor) or not x.is_floating_point():
@@ -212,7 +195,8 @@ def attribute_code(
         if not (calls == "last" or (isinstance(calls, int) and not isinstance(calls, bool) and calls >= 0)):
             raise ValueError(f"calls must be an int k >= 0 or 'last' (one call is attributed), got {calls!r}")
 
-    enc_fn, root, to_eval = _resolve_encoder(model, encoder)
+    ae, to_eval = _encoder_view(model, encoder)
+    enc_fn, root = ae.encode, ae.model
     param = next((p for m in to_eval for p in m.parameters()), None)
     if param is not None:
         x = x.to(param.device)
@@ -235,10 +219,6 @@ def attribute_code(
 
         with torch.no_grad():
             code = enc_fn(x[:1])
-        if isinstance(code, (tuple, list)):
-            code = code[0]
-        if not isinstance(code, torch.Tensor):
-            raise TypeError(f"encode(x) returned {type(code).__name__}, expected a tensor (or a tuple starting with one)")
         code_shape = tuple(code.shape[1:])
         idx = _flat_index(unit, code_shape)
 
@@ -300,8 +280,6 @@ def attribute_code(
         def scalar(inp: torch.Tensor) -> torch.Tensor:
             call_counter[0] = 0  # calls are counted per forward
             c = enc_fn(inp)
-            if isinstance(c, (tuple, list)):
-                c = c[0]
             flat = c.reshape(c.shape[0], -1)
             return flat.sum(dim=1) if idx is None else flat[:, idx]
 

@@ -1,8 +1,9 @@
-"""``attribute_code`` takes an ``aeprobe.autoencoder`` view (needed by ``aeprobe inspect``'s attribution section).
+"""``attribute_code`` reads the model through the ``aeprobe.autoencoder`` view (needed by ``aeprobe inspect``).
 
 Before, it took a module and called ``model.encode`` (first element of a tuple), so an encoder
 returning an object (diffusers-like ``latent_dist.mean``) or a U-Net read with ``code_at=`` could
-not be attributed. With a view, the attributed code is exactly ``view.encode(x)``.
+not be attributed. Now the attributed code is exactly ``view.encode(x)``, and a plain module is
+read with the default view.
 """
 from __future__ import annotations
 
@@ -19,8 +20,7 @@ def test_a_view_attributes_the_code_it_picks():
     torch.manual_seed(0)
     lib = LibraryAE()
     x = images(4)
-    with pytest.raises(TypeError, match="EncoderOutput"):  # the module alone: its encode returns an object
-        attribute_code(lib, x, unit=1)
+    plain = attribute_code(lib, x, unit=1, n_steps=32)  # the module alone: read with the default view
     view = aeprobe.autoencoder(lib)
     before = snapshot(lib)
     att = attribute_code(view, x, unit=1, n_steps=32)
@@ -31,6 +31,7 @@ def test_a_view_attributes_the_code_it_picks():
     # completeness of integrated gradients: the map sums to F(x) - F(0); the encoder is affine, so exactly
     torch.testing.assert_close(att.attributions.sum((1, 2, 3)), att.value - att.baseline_value, atol=1e-5, rtol=1e-4)
     assert att.code_shape == (4,)
+    torch.testing.assert_close(plain.attributions, att.attributions)
 
 
 def test_a_unet_read_with_code_at_and_layer_names_of_the_views_model():

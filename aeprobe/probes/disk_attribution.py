@@ -24,10 +24,9 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from torch import nn
 
 from aeprobe.attribution import attribute_code
-from aeprobe.view import Autoencoder, as_view
+from aeprobe.view import as_view
 
 __all__ = ["DiskAttributionReport", "disk_attribution"]
 
@@ -43,19 +42,6 @@ class DiskAttributionReport:
     completeness: float | None
     method: str
     margin: float
-
-
-class _ViewEncoder(nn.Module):
-    """``encode(x) = ae.encode(x)`` with ``ae.model`` registered, for :func:`attribute_code` (which
-    puts it in eval mode, freezes and restores it). Goes once the view is in attribution itself."""
-
-    def __init__(self, ae: Autoencoder):
-        super().__init__()
-        self.model = ae.model
-        object.__setattr__(self, "_ae", ae)
-
-    def encode(self, x):
-        return self._ae.encode(x)
 
 
 def disk_attribution(model, x, radii, *, center=None, margin: float = 1.0,
@@ -76,7 +62,7 @@ def disk_attribution(model, x, radii, *, center=None, margin: float = 1.0,
         raise ValueError(f"got {x.shape[0]} images but {r.size} radii")
     if not margin >= 0:
         raise ValueError(f"margin must be >= 0, got {margin!r}")
-    att = attribute_code(_ViewEncoder(ae), x, unit=None, method=method, n_steps=n_steps)
+    att = attribute_code(ae, x, unit=None, method=method, n_steps=n_steps)
     A = att.to_numpy().reshape(x.shape[0], x.shape[2], x.shape[3]).astype(float)
     X = x.detach().cpu().double().numpy()[:, 0]
     H, W = X.shape[1:]
