@@ -18,7 +18,9 @@ Backends (``backend=``):
 
 - ``"local"``: in this process, one config after the other (needs nothing);
 - ``"processes"``: a pool of ``workers`` spawned processes (default: one per CPU), each running
-  torch with ``threads`` intra-op threads (default: CPUs // workers, so 2 x 1 on 2 cores);
+  torch with ``threads`` intra-op threads (default: CPUs // workers, so 2 x 1 on 2 cores); the
+  pool is :func:`imap_processes`, the one process pool of the package (the studies' own
+  trainings run on it too), which starts every worker and imports ``fn``'s module up front;
 - ``"ray"``: one Ray task per config (``pip install aeprobe[ray]``). Ray is started locally
   unless it is already initialised (then it is used, and left running) or ``address=`` names a
   cluster; a Ray the sweep started is shut down when it ends. ``cpus_per_task`` /

@@ -420,17 +420,13 @@ def sweep_grid(cfg: Config, grid: list[tuple], data: dict, out: Path, workers: i
     the first seed's figure frames by (area, compression) and the number of cells read back from
     ``out/cells`` instead of trained. Every cell is seeded on its own, so nothing depends on the
     backend or on ``workers``."""
-    from aeprobe.sweeps import config_key, sweep
-    from aeprobe.studies.parallel import status_env
+    from aeprobe.studies.parallel import sweep_jobs
 
     _DATA.clear()
     _DATA[_data_key(cfg)] = data  # this process already has the data (the local backend uses it)
     jobs = cell_jobs(cfg, grid, out)
-    store = Path(out) / "cells"
-    reused = 0 if cfg.fresh else sum((store / f"{config_key(j)}.json").exists() for j in jobs)
-    with status_env(status_dir):
-        results = sweep(run_cell, jobs, backend=backend, out=store, resume=not cfg.fresh, workers=workers,
-                        threads=None if backend == "local" else 1)
+    results, reused = sweep_jobs(run_cell, jobs, backend=backend, out=Path(out) / "cells", workers=workers,
+                                 fresh=cfg.fresh, status_dir=status_dir)
     frames = {(j.area, j.comp): r["frames"] for j, r in zip(jobs, results) if r["frames"] is not None}
     codes = {r["record"]["key"]: r["codes"] for r in results}
     return [r["record"] for r in results], codes, frames, reused

@@ -29,7 +29,7 @@ import torch
 
 from aeprobe.progress import STATUS_ENV
 
-__all__ = ["map_jobs", "default_workers", "balanced_order", "status_env"]
+__all__ = ["map_jobs", "sweep_jobs", "default_workers", "balanced_order", "status_env"]
 
 
 def default_workers(n_jobs: int, threads: int | None = None) -> int:
@@ -148,3 +148,28 @@ def map_jobs(fn: Callable[[Any], Any], jobs: Sequence[Any] | Iterable[Any], *, w
         finally:
             finished.close()
             torch.set_num_threads(prev)
+
+
+def sweep_jobs(fn: Callable[[Any], Any], configs: Sequence[Any], *, backend: str, out: str | os.PathLike,
+               workers: int, fresh: bool = False, status_dir: str | os.PathLike | None = None) -> tuple[list, int]:
+    """A study grid through :func:`aeprobe.sweep`: ``(results in the order of configs, number read back
+    from out)``.
+
+    ``backend``: ``local`` (this process, its torch threads), ``processes`` (``workers`` processes of
+    one torch thread) or ``ray`` (tasks of one CPU and one thread; at most ``workers`` in flight on a
+    local Ray, or on the cluster of ``$RAY_ADDRESS`` when set). Each result is stored in ``out`` and
+    read back by a later call (``fresh=True``: run everything again). ``status_dir`` as in
+    :func:`map_jobs`.
+    """
+    from aeprobe.sweeps import config_key, sweep
+
+    if backend not in ("local", "processes", "ray"):
+        raise ValueError(f"--backend must be local, processes or ray, got {backend!r}")
+    store = Path(out)
+    reused = 0 if fresh else sum((store / f"{config_key(c)}.json").exists() for c in configs)
+    address = (os.environ.get("RAY_ADDRESS") or None) if backend == "ray" else None
+    with status_env(status_dir):
+        results = sweep(fn, list(configs), backend=backend, out=store, resume=not fresh,
+                        workers=None if address else workers,  # on a cluster: as many tasks as it takes
+                        threads=None if backend == "local" else 1, address=address)
+    return results, reused

@@ -478,17 +478,11 @@ def run_jobs(jobs: list[ZooJob], out: Path, *, workers: int, backend: str, fresh
     the processes finish together; returns the results in the order of ``jobs`` and the number read
     back from ``out/jobs`` instead of run. Every job is seeded on its own: nothing depends on the
     backend or on ``workers``."""
-    from aeprobe.sweeps import config_key, sweep
-    from aeprobe.studies.parallel import balanced_order, status_env
+    from aeprobe.studies.parallel import balanced_order, sweep_jobs
 
-    if backend not in ("local", "processes", "ray"):
-        raise ValueError(f"--backend must be local, processes or ray, got {backend!r}")
     order = balanced_order([j.cost for j in jobs], workers) if backend != "local" else list(range(len(jobs)))
-    store = Path(out) / "jobs"
-    reused = 0 if fresh else sum((store / f"{config_key(jobs[i])}.json").exists() for i in order)
-    with status_env(status_dir):
-        res = sweep(run_zoo_job, [jobs[i] for i in order], backend=backend, out=store, resume=not fresh,
-                    workers=workers, threads=None if backend == "local" else 1)
+    res, reused = sweep_jobs(run_zoo_job, [jobs[i] for i in order], backend=backend, out=Path(out) / "jobs",
+                             workers=workers, fresh=fresh, status_dir=status_dir)
     done: list[Any] = [None] * len(jobs)
     for i, r in zip(order, res):
         done[i] = r

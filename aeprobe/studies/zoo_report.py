@@ -38,7 +38,7 @@ def figure_readings(results: dict) -> list[tuple[str, str, str]]:
     if samp:
         so = sorted(samp, key=lambda k: kinds[k]["sample_nn_mse"])
         out.append(("samples", "Unconditional samples",
-                    f"Mean MSE of a sample to its nearest training image: " + ", ".join(
+                    "Mean MSE of a sample to its nearest training image: " + ", ".join(
                         f"{k} {kinds[k]['sample_nn_mse']:.3g}" for k in so) + f" (best {so[0]}, worst {so[-1]})."))
     io = _rank(kinds, "interp_nn_mse", False)
     out.append(("interpolation", "Latent interpolation (first pair shown)",
@@ -107,7 +107,7 @@ def mechanistic_readings(results: dict) -> list[str]:
     names = list(kinds)
     jd = {k: kinds[k]["identity"]["jacobian_distance"] for k in names}
     copy_like = [k for k in names if kinds[k]["identity_looks_like_copy"]]
-    s1 = (f"Identity: no kind behaves like a copy machine (tolerance 0.1); " if not copy_like else
+    s1 = ("Identity: no kind behaves like a copy machine (tolerance 0.1); " if not copy_like else
           f"Identity: {', '.join(copy_like)} look(s) like a copy (tolerance 0.1); ") + \
         f"||J-I||_F^2/d ranges from {min(jd.values()):.3f} ({min(jd, key=jd.get)}) to {max(jd.values()):.3f} " \
         f"({max(jd, key=jd.get)}); uniform noise is left {min(kinds[k]['identity']['ood_unexplained']['uniform_noise'] for k in names):.2f}-" \
