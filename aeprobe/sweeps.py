@@ -18,7 +18,9 @@ Backends (``backend=``):
 
 - ``"local"``: in this process, one config after the other (needs nothing);
 - ``"processes"``: a pool of ``workers`` spawned processes (default: one per CPU), each running
-  torch with ``threads`` intra-op threads (default: CPUs // workers, so 2 x 1 on 2 cores);
+  torch with ``threads`` intra-op threads (default: CPUs // workers, so 2 x 1 on 2 cores); the
+  pool is :func:`imap_processes`, the one process pool of the package (the studies' own
+  trainings run on it too), which starts every worker and imports ``fn``'s module up front;
 - ``"ray"``: one Ray task per config (``pip install aeprobe[ray]``). Ray is started locally
   unless it is already initialised (then it is used, and left running) or ``address=`` names a
   cluster; a Ray the sweep started is shut down when it ends. ``cpus_per_task`` /
@@ -82,7 +84,7 @@ import time
 import traceback
 import warnings
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from fractions import Fraction
 from pathlib import Path, PurePath
 from typing import Any
@@ -91,7 +93,8 @@ import numpy as np
 
 from aeprobe.reporting import atomic_write_text
 
-__all__ = ["sweep", "SweepError", "SweepFailure", "config_key", "canonical_config", "encode_result", "decode_result"]
+__all__ = ["sweep", "SweepError", "SweepFailure", "config_key", "canonical_config", "encode_result", "decode_result",
+           "imap_processes"]
 
 BACKENDS = ("local", "processes", "ray")
 FORMAT_VERSION = 1
@@ -362,11 +365,60 @@ def _call_remote(fn: Callable, config: Any, threads: int | None, encode: bool) -
     return _portable(_call(fn, config, threads, encode))
 
 
-def _init_process(threads: int) -> None:
+def _init_process(threads: int, preload: str | None = None) -> None:
+    """Worker start: ``threads`` torch threads; import ``preload`` (the jobs' module) now, while the
+    parent prepares the jobs. A module that cannot be imported here is left to the jobs, whose
+    unpickling then fails with its own error (the pool itself stays usable)."""
     os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = str(threads)
     import torch
 
     torch.set_num_threads(threads)
+    if preload:
+        try:
+            importlib.import_module(preload)
+        except Exception:  # noqa: BLE001 - reported by the first job that needs it
+            pass
+
+
+def _ready() -> None:
+    """A no-op job: submitting one per worker starts every process (and its imports) at once."""
+
+
+def imap_processes(fn: Callable[[Any], Any], jobs: Iterable[tuple[int, Any]], *, workers: int, threads: int = 1,
+                   preload: str | None = None) -> Iterator[tuple[int, Any]]:
+    """Run ``fn(job)`` for every ``(index, job)`` of ``jobs`` in ``workers`` spawned processes of
+    ``threads`` torch threads each; yield ``(index, future)`` as each job finishes (completion order).
+
+    The one process pool of aeprobe: :func:`sweep`'s ``"processes"`` backend and
+    :func:`aeprobe.studies.parallel.map_jobs` run on it. The processes start, and import
+    ``preload`` (default: ``fn``'s module), before the first job is taken from ``jobs``, which may
+    be a lazy iterator: each job is submitted as it is yielded, so the code between two yields
+    (e.g. building the next training set) runs while the first jobs run. ``future.result()`` is
+    the job's return value or raises its exception (``BrokenProcessPool`` when a worker died).
+    Leaving the loop early (``break``, an exception, ``close()``) cancels the jobs not yet started.
+    ``fn`` and the jobs are pickled: ``fn`` must be importable (a module-level function).
+
+        for i, fut in imap_processes(train_one, enumerate(configs), workers=2):
+            results[i] = fut.result()
+    """
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    if preload is None:
+        mod = getattr(fn, "__module__", None)
+        preload = None if mod in (None, "__main__", "__mp_main__") else mod
+    pool = ProcessPoolExecutor(int(workers), mp_context=mp.get_context("spawn"), initializer=_init_process,
+                               initargs=(int(threads), preload))
+    finished = False
+    try:
+        for _ in range(int(workers)):  # start every process now, while the first jobs are being built
+            pool.submit(_ready)
+        futures = {pool.submit(fn, job): i for i, job in jobs}
+        for fut in as_completed(futures):
+            yield futures[fut], fut
+        finished = True
+    finally:
+        pool.shutdown(wait=finished, cancel_futures=not finished)
 
 
 # ------------------------------------------------------------------------------------ storage
@@ -424,8 +476,7 @@ def _run_local(fn, jobs, threads, encode, done):
 
 
 def _run_processes(fn, jobs, workers, threads, encode, done):
-    import multiprocessing as mp
-    from concurrent.futures import ProcessPoolExecutor, as_completed
+    import functools
     from concurrent.futures.process import BrokenProcessPool
 
     try:
@@ -435,12 +486,12 @@ def _run_processes(fn, jobs, workers, threads, encode, done):
             f"backend='processes' sends fn to spawned processes by reference, so it must be a module-level function; "
             f"{_fn_name(fn)!r} cannot be pickled ({exc}). Use backend='local', or backend='ray' (cloudpickle)"
         ) from exc
-    pool = ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"), initializer=_init_process,
-                               initargs=(threads,))
+    mod = getattr(fn, "__module__", None)
+    task = functools.partial(_call_remote, fn, threads=None, encode=encode)
+    results = imap_processes(task, jobs, workers=workers, threads=threads,
+                             preload=None if mod in (None, "__main__", "__mp_main__") else mod)
     try:
-        futures = {pool.submit(_call_remote, fn, config, None, encode): i for i, config in jobs}
-        for fut in as_completed(futures):
-            i = futures[fut]
+        for i, fut in results:
             try:
                 outcome = fut.result()
             except BrokenProcessPool as exc:
@@ -451,10 +502,8 @@ def _run_processes(fn, jobs, workers, threads, encode, done):
                 outcome = {"ok": False, "exception": exc, "traceback": traceback.format_exc(),
                            "error": f"{type(exc).__name__}: {exc}"}
             done(i, outcome)
-    except BaseException:
-        pool.shutdown(wait=False, cancel_futures=True)
-        raise
-    pool.shutdown(wait=True)
+    finally:
+        results.close()
 
 
 def _import_ray():

@@ -1,12 +1,12 @@
 """aeprobe.sweep on the bottleneck quick grid: the ``processes`` and ``ray`` backends against
 sequential (``local``), as wall-time ratios measured in one run. Goal: >= 1.8x on 2 cores.
 
-The grid is experiments/bottleneck.py's quick mode, training only: Manakov's CAE
-(``aeprobe.models.ManakovCAE``, 32x32 grey patches, depth 5, instance norm) for areas S/M/L x
-compressions 1/64, 1/16, 1/4, 1 x 2 seeds, 512 training / 512 test patches, 20 epochs of batch
-32 at lr 2e-3 (``aeprobe.train.train``). Every backend runs the grid with one torch thread per
-run (the sequential baseline too), into a fresh ``out`` folder, and must return identical
-losses. The Ray time includes starting and stopping a local Ray (reported on its own as well).
+The grid is the quick mode of ``aeprobe.studies.bottleneck`` (``aeprobe run bottleneck --quick``),
+training only: Manakov's CAE (``aeprobe.models.ManakovCAE``, 32x32 grey patches, depth 5, instance
+norm) for areas S/M/L x compressions 1/64, 1/16, 1/4, 1 x 2 seeds, 512 training / 512 test
+patches, 20 epochs of batch 32 at lr 2e-3 (``aeprobe.train.train``). Every backend runs the grid
+with one torch thread per run (the sequential baseline too), into a fresh ``out`` folder, and must
+return identical losses. The Ray time includes starting and stopping a local Ray (reported on its own as well).
 
 The machine may be shared: the load average (``aeprobe.device.load_average()``) is printed before and after
 each backend, since other processes on 2 cores slow the parallel runs more than the sequential one.

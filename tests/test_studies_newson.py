@@ -71,6 +71,21 @@ def test_disks_smoke_homogeneity_contrast(disks_smoke):
     assert res["homogeneity_max_rel_error_biased"] > 1e-3
 
 
+def test_disks_smoke_code_ablation_is_first_order_exact_without_biases(disks_smoke):
+    """Zeroing the one-number code (aeprobe.probes.code.unit_ablation): a bias-free decoder is positively
+    homogeneous, so D(0) = 0 and J_D(z) z = D(z) (Euler) and the first-order prediction is exact for any
+    weights, trained or not (float32 rounding: ~1e-7 relative); the biased decoder has D(0) != 0."""
+    out, res = disks_smoke
+    f, b = res["code_ablation"]["biasfree"], res["code_ablation"]["biased"]
+    assert f["n"] == res["config"]["n_eval"] and f["measured"] > 0
+    assert abs(f["ratio"] - 1.0) < 1e-4 and f["measured"] == pytest.approx(f["predicted"], rel=1e-4)
+    assert f["loss_change"] > 0  # the code carries the disk: zeroing it costs reconstruction error
+    assert math.isfinite(b["ratio"]) and b["predicted"] > 0
+    by_id = {c["id"]: c for c in res["claims"]}
+    assert by_id["ablation_first_order"]["met"] is True
+    assert "Zeroing the code" in (out / "report.md").read_text()
+
+
 def test_position_smoke_files_and_keys(tmp_path):
     out, saved = run_smoke("position", tmp_path)
     assert len(saved["filter_cosine"]) == 6 and len(saved["filter_cosine_linear"]) == 6

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import csv
 
+import numpy as np
 import pytest
 
 from aeprobe.models.zoo import KINDS, SAMPLERS
@@ -67,3 +68,45 @@ def test_smoke_upsampling_structure_holds_even_after_one_epoch(smoke):
     assert ups["transposed k3"]["probe"]["constant"]["alias_rms"] > 1e-4
     prog = res["progressive"]
     assert prog["sizes"][1] == res["data"]["conv_size"] and prog["progressive"]["test_mse"] > 0
+
+
+def test_smoke_code_statistics_of_every_kind(smoke):
+    """code_stats columns of the results table: consistent with each other and with the code size."""
+    out, res = smoke
+    header = next(csv.reader(open(out / "results.csv", newline="")))
+    assert {"dead units", "L0", "FVE", "eff. dim"} <= set(header)
+    for kind, rec in res["kinds"].items():
+        c = rec["code"]
+        m = res["config"]["latent"]
+        assert c["code_size"] == m and c["threshold"] == res["config"]["code_threshold"]
+        assert 0 <= c["dead_units"] <= m and c["dead_fraction"] == pytest.approx(c["dead_units"] / m)
+        assert c["l0"] <= m - c["dead_units"] + 1e-9  # dead units are never active
+        assert 1.0 - 1e-9 <= c["effective_dim"] <= m + 1e-9 and c["fve"] <= 1.0
+        lam = np.array(c["spectrum"])  # participation ratio of the reported spectrum
+        assert c["effective_dim"] == pytest.approx(lam.sum() ** 2 / (lam ** 2).sum(), rel=1e-9)
+    assert "Codes (" in (out / "report.md").read_text()
+
+
+def _numbers(d):
+    if isinstance(d, dict):
+        return {k: _numbers(v) for k, v in d.items()
+                if "seconds" not in k and k not in ("run", "backend", "workers", "readings", "jobs_reused")}
+    if isinstance(d, list):
+        return [_numbers(v) for v in d]
+    return d
+
+
+def test_jobs_give_the_same_numbers_on_the_local_and_processes_backends_and_are_read_back(tmp_path):
+    """A reduced smoke run (one kind, one extra seed, the two practices) on the local backend and in two
+    worker processes: the same numbers; a second run in the same folder runs no job again."""
+    from dataclasses import replace
+
+    from aeprobe.studies import zoo as Z
+
+    cfg = replace(Z.Config.for_mode("smoke"), kinds=("vae",), spread_seeds=2, probe_repeats=1)
+    local = Z.run(replace(cfg, backend="local"), tmp_path / "l")
+    par = Z.run(replace(cfg, backend="processes", workers=2), tmp_path / "p")
+    assert local["backend"] == "local" and par["backend"] == "processes" and par["jobs_reused"] == 0
+    assert _numbers(par) == _numbers(local)
+    again = Z.run(replace(cfg, backend="local"), tmp_path / "p")
+    assert again["jobs_reused"] == 4 and _numbers(again) == _numbers(local)

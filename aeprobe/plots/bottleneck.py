@@ -148,3 +148,56 @@ def loss_curve_panels(panels: Mapping[str, Mapping[str, tuple]], path: str | os.
 
 
 __all__ = ["interpolation_grid", "iteration_grid", "area_compression_heatmap", "loss_curve_panels"]
+
+
+def similarity_figure(matrices: Mapping[str, np.ndarray], path: str | os.PathLike, *, names: Sequence[str],
+                      blocks: Sequence[str], groups: np.ndarray, group_names: Sequence[str],
+                      title: str | None = None) -> Path:
+    """Similarity of every pair of models: one heatmap per measure (``matrices``: title -> ``[k, k]``;
+    models in the order of ``names``, white lines where ``blocks`` (e.g. each model's area)
+    changes), and a panel with every pair as a point in its group (``groups[i, j]``: index into
+    ``group_names``, negative = not shown) and each group's mean as a bar."""
+    names, blocks = list(names), list(blocks)
+    k = len(names)
+    mats = [(t, np.asarray(m, dtype=float)) for t, m in matrices.items()]
+    fig, axes = subplots(1, len(mats) + 1, figsize=(4.2 * len(mats) + 4.6, 4.6),
+                         gridspec_kw=dict(width_ratios=[1] * len(mats) + [0.9]))
+    cuts = [i - 0.5 for i in range(1, k) if blocks[i] != blocks[i - 1]]
+    for ax, (t, m) in zip(axes[:-1], mats):
+        im = ax.imshow(m, vmin=min(0.0, float(np.nanmin(m))) if np.isfinite(m).any() else 0.0, vmax=1.0,
+                       cmap="viridis")
+        ax.set_xticks(range(k), names, rotation=90, fontsize=6)
+        ax.set_yticks(range(k), names, fontsize=6)
+        for c in cuts:
+            ax.axhline(c, color="white", lw=1.2)
+            ax.axvline(c, color="white", lw=1.2)
+        ax.set_title(t, fontsize=9)
+        fig.colorbar(im, ax=ax, fraction=0.046)
+    ax = axes[-1]
+    iu = np.triu_indices(k, 1)
+    g = np.asarray(groups)[iu]
+    rng = np.random.default_rng(0)
+    width = 0.7 / max(1, len(mats))
+    colors = ("tab:blue", "tab:orange", "tab:green", "tab:red")
+    for n, (t, m) in enumerate(mats):
+        off = (n - (len(mats) - 1) / 2) * width
+        vals = m[iu]
+        labelled = False
+        for gi in range(len(group_names)):
+            v = vals[g == gi]
+            v = v[np.isfinite(v)]
+            if v.size:
+                ax.scatter(gi + off + rng.uniform(-0.3, 0.3, v.size) * width, v, s=7, alpha=0.5,
+                           color=colors[n % len(colors)], label=None if labelled else t)
+                labelled = True
+                ax.plot([gi + off - 0.4 * width, gi + off + 0.4 * width], [v.mean()] * 2, color="black", lw=2)
+    ax.set_xticks(range(len(group_names)),
+                  [f"{name}\n({int((g == i).sum())} pairs)" for i, name in enumerate(group_names)], fontsize=7)
+    ax.set_ylabel("similarity of the two codes")
+    ax.set_title("pairs of models by group (bar = mean)", fontsize=9)
+    ax.legend(fontsize=7)
+    ax.grid(alpha=0.3)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return savefig(fig, path)

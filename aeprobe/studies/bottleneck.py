@@ -10,8 +10,18 @@ AUROC against a second dataset; interpolation and iteration grids. Writes ``OUT/
 ``OUT/report.md``, ``OUT/report.html`` and PNGs.
 
 Quick mode: 32x32 grey patches, ``depth=5`` (areas S/M/L = 1x1, 2x2, 4x4, the paper's
-3x3/6x6/12x12 ratios at 96x96), 512 train / 512 test images, 20 epochs, batch 32, 2 seeds; the
-grid cells run in as many single-thread processes as the run has torch threads (``--workers``).
+3x3/6x6/12x12 ratios at 96x96), 512 train / 512 test images, 20 epochs, batch 32, 2 seeds.
+
+The grid runs through :func:`aeprobe.sweep` (``--backend``): ``processes`` (default with more than
+one torch thread: as many single-thread processes as the run has threads, ``--workers``),
+``local`` (one after the other, in this process) or ``ray`` (one Ray task per cell; a local Ray,
+or the cluster of ``$RAY_ADDRESS``). Every cell is seeded on its own, so the results do not depend
+on the backend (bit for bit with the same torch threads per cell). Each finished cell is stored in
+``OUT/cells/`` (JSON, keyed by a hash of the cell's configuration): a killed run started again
+with the same ``--out`` trains only the missing cells (``--fresh`` trains every cell again). A
+cell returns its run record, the codes of the test images (for the SVCCA / CKA comparison of
+codes between areas and channel counts, :mod:`aeprobe.studies.bottleneck_similarity`) and, for
+the first seed, its rows of the interpolation and iteration figures.
 
 ``--data``: ``patches`` (grey natural-image patches cut from the photographs bundled with
 scikit-image and scikit-learn, labelled by source photograph; the default), ``digits``
@@ -38,7 +48,7 @@ from aeprobe.progress import Progress, file_task
 from aeprobe.studies.bottleneck_report import build_report, headline  # noqa: F401  (the study's interface)
 from aeprobe.studies.bottleneck_stats import (RUN_METRICS, TEST_METRICS, claims, comp_label, first_below,  # noqa: F401
                                               ranksum_table)
-from aeprobe.studies.parallel import default_workers, map_jobs
+from aeprobe.studies.parallel import default_workers
 
 NAME = "bottleneck"
 STAGES = ("data", "grid", "statistics and figures")
@@ -74,6 +84,10 @@ class Config:
     device: str | None = None
     checkpoint: bool = False
     workers: int | None = None  # processes for the grid cells (None: one per torch thread)
+    backend: str | None = None  # aeprobe.sweep backend: local | processes | ray (None: processes if workers > 1)
+    fresh: bool = False  # train every cell again instead of reading the cells stored in OUT/cells
+    svcca_keep: float = 0.99  # SVCCA: share of each code's variance kept (Raghu et al.)
+    permutations: int = 5000  # permutation test of the same-area vs different-area similarity
     notes: list = field(default_factory=list)
 
     @classmethod
@@ -114,13 +128,21 @@ def add_arguments(p) -> None:
     p.add_argument("--workers", type=int, default=None,
                    help="processes training grid cells side by side, one torch thread each (default: one per "
                         "torch thread of the run; results do not depend on it)")
+    p.add_argument("--backend", choices=("local", "processes", "ray"), default=None,
+                   help="how aeprobe.sweep runs the grid cells: in this process one after the other, in --workers "
+                        "processes (default with more than one thread), or as Ray tasks (a local Ray, or the "
+                        "cluster of $RAY_ADDRESS)")
+    p.add_argument("--fresh", action="store_true",
+                   help="train every cell again (default: cells already stored in OUT/cells are read back)")
 
 
 def make_config(mode: str, args: argparse.Namespace | None = None) -> Config:
     cfg = Config.for_mode(mode)
     a = vars(args) if args is not None else {}
     over = {k: a.get(k) for k in ("data", "other", "size", "depth", "epochs", "n_train", "n_test", "threshold",
-                                  "device", "lr", "batch_size", "norm", "workers") if a.get(k) is not None}
+                                  "device", "lr", "batch_size", "norm", "workers", "backend") if a.get(k) is not None}
+    if a.get("fresh"):
+        over["fresh"] = True
     seed0 = a.get("seed") or 0
     if a.get("seeds") is not None:
         over["seeds"] = tuple(range(seed0, seed0 + a["seeds"]))
@@ -302,13 +324,26 @@ def probe_one(cfg: Config, model, data: dict, comp: Fraction, seed: int) -> dict
 
 @dataclass(frozen=True)
 class CellJob:
-    """One (area, compression, seed) of the grid: train the CAE, probe it."""
+    """One (area, compression, seed) of the grid, as an :func:`aeprobe.sweep` configuration: train
+    the CAE, probe it. ``cfg`` is the study's configuration with the fields that do not change the
+    cell blanked (:func:`cell_jobs`), so that the stored result is found again whatever the rest of
+    the grid, the backend or the number of workers; ``figures``: also return the first seed's rows
+    of the interpolation and iteration figures; ``checkpoints``: folder of the training checkpoints."""
 
     area: str
     comp: Fraction
     seed: int
+    figures: bool
     cfg: Config
-    out: str
+    checkpoints: str | None = None
+
+
+def cell_jobs(cfg: Config, grid: list[tuple], out: Path) -> list[CellJob]:
+    """The sweep configurations of ``grid`` (``(area, compression, seed)`` triples)."""
+    base = replace(cfg, mode="", areas=(), compressions=(), seeds=(), threshold="", workers=None, backend=None,
+                   fresh=False, svcca_keep=0.0, permutations=0, notes=[])
+    ckpt = str(Path(out) / "checkpoints") if cfg.checkpoint else None
+    return [CellJob(a, c, s, s == cfg.seeds[0], base, ckpt) for a, c, s in grid]
 
 
 _DATA: dict[tuple, dict] = {}  # data per configuration, prepared once per process
@@ -327,15 +362,19 @@ def cell_data(cfg: Config) -> dict[str, Any]:
     return _DATA[key]
 
 
-def run_cell(job: CellJob) -> tuple[dict, dict | None]:
-    """Train one CAE of the grid and probe it; returns (run record, the first seed's weights or None)."""
+def run_cell(job: CellJob) -> dict[str, Any]:
+    """Train one CAE of the grid and probe it; returns ``record`` (numbers and probe reports),
+    ``codes`` (the flattened codes of the test images, float32) and ``frames`` (the figure rows of
+    :func:`aeprobe.studies.bottleneck_figures.figure_frames`, or None)."""
+    from aeprobe.studies.bottleneck_figures import figure_frames
+    from aeprobe.studies.evaluate import codes
     from aeprobe.train import train
 
     cfg, area, comp, seed = job.cfg, job.area, job.comp, job.seed
     data = cell_data(cfg)
     t0 = time.perf_counter()
     model = build_model(cfg, area, comp, data["x_train"].shape[1], seed)
-    ckpt = Path(job.out) / "checkpoints" / f"{run_key(area, comp, seed)}.pt" if cfg.checkpoint else None
+    ckpt = Path(job.checkpoints) / f"{run_key(area, comp, seed)}.pt" if job.checkpoints else None
     label = f"{cfg_key(area, comp)} s{seed}"
     task = file_task(run_key(area, comp, seed), label, cfg.epochs)
     res = train(model, data["x_train"], epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr,
@@ -368,28 +407,29 @@ def run_cell(job: CellJob) -> tuple[dict, dict | None]:
                blend_deviation=blend_deviation(model, data["x_test"], device=cfg.device),
                brightness_share=probes["brightness_share"], seconds_train=t_train,
                seconds_total=time.perf_counter() - t0)
+    z = codes(model, data["x_test"], device=cfg.device).float().contiguous()
+    frames = figure_frames(cfg, model, data["x_test"]) if job.figures else None
     task.done()
-    state = {k: v.detach().cpu() for k, v in model.state_dict().items()} if seed == cfg.seeds[0] else None
-    return rec, state
+    return dict(record=rec, codes=z, frames=frames)
 
 
-def sweep_grid(cfg: Config, grid: list[tuple], data: dict, out: Path, workers: int,
-               status_dir=None) -> tuple[list[dict], dict]:
-    """Run every (area, compression, seed) of ``grid`` (in ``workers`` single-thread processes when
-    ``workers > 1``); returns the run records in grid order and the first seed's models by (area,
-    compression). Every cell is seeded on its own, so the records do not depend on ``workers``.
-    (To be replaced by ``aeprobe.sweep(run_cell, jobs, backend=...)``.)"""
+def sweep_grid(cfg: Config, grid: list[tuple], data: dict, out: Path, workers: int, backend: str,
+               status_dir=None) -> tuple[list[dict], dict, dict, int]:
+    """Run every (area, compression, seed) of ``grid`` through :func:`aeprobe.sweep` (results stored in
+    ``out/cells``); returns the run records in grid order, the codes of the test images by run key,
+    the first seed's figure frames by (area, compression) and the number of cells read back from
+    ``out/cells`` instead of trained. Every cell is seeded on its own, so nothing depends on the
+    backend or on ``workers``."""
+    from aeprobe.studies.parallel import sweep_jobs
+
     _DATA.clear()
-    _DATA[_data_key(cfg)] = data  # this process already has the data
-    jobs = [CellJob(a, c, s, replace(cfg, notes=[]), str(out)) for a, c, s in grid]
-    results = map_jobs(run_cell, jobs, workers=workers, status_dir=status_dir)
-    models = {}
-    for (area, comp, seed), (_, state) in zip(grid, results):
-        if state is not None:
-            model = build_model(cfg, area, comp, data["x_train"].shape[1], seed)
-            model.load_state_dict(state)
-            models[(area, comp)] = model.eval()
-    return [rec for rec, _ in results], models
+    _DATA[_data_key(cfg)] = data  # this process already has the data (the local backend uses it)
+    jobs = cell_jobs(cfg, grid, out)
+    results, reused = sweep_jobs(run_cell, jobs, backend=backend, out=Path(out) / "cells", workers=workers,
+                                 fresh=cfg.fresh, status_dir=status_dir)
+    frames = {(j.area, j.comp): r["frames"] for j, r in zip(jobs, results) if r["frames"] is not None}
+    codes = {r["record"]["key"]: r["codes"] for r in results}
+    return [r["record"] for r in results], codes, frames, reused
 
 
 # ----------------------------------------------------------------------------- the study
@@ -431,9 +471,19 @@ def summarise(cfg: Config, runs: list[dict]) -> dict[str, dict]:
     return configs
 
 
+def grid_backend(cfg: Config, workers: int) -> str:
+    """``cfg.backend``, else ``processes`` with several workers and ``local`` with one."""
+    if cfg.backend is not None:
+        if cfg.backend not in ("local", "processes", "ray"):
+            raise ValueError(f"--backend must be local, processes or ray, got {cfg.backend!r}")
+        return cfg.backend
+    return "processes" if workers > 1 else "local"
+
+
 def measure(cfg: Config, out: Path, progress: Progress) -> dict[str, Any]:
     from aeprobe.models.manakov import bottleneck_shape
     from aeprobe.studies.bottleneck_figures import make_figures
+    from aeprobe.studies.bottleneck_similarity import similarities
 
     out = Path(out)
     with progress.stage(STAGES[0]):
@@ -443,8 +493,9 @@ def measure(cfg: Config, out: Path, progress: Progress) -> dict[str, Any]:
                 bottleneck_shape(data["x_train"].shape[1], cfg.size, a, c, cfg.depth)
     grid = [(a, c, s) for a in cfg.areas for c in cfg.compressions for s in cfg.seeds]
     workers = cfg.workers or default_workers(len(grid))
+    backend = grid_backend(cfg, workers)
     with progress.stage(STAGES[1], work=len(grid) * cfg.epochs):
-        runs, models = sweep_grid(cfg, grid, data, out, workers, progress.status_dir())
+        runs, codes, frames, reused = sweep_grid(cfg, grid, data, out, workers, backend, progress.status_dir())
     with progress.stage(STAGES[2]):
         if cfg.threshold == "auto":  # threshold for "first epoch below"
             thr = max(min(r["train_loss"]) for r in runs) * (1 + 1e-9)
@@ -459,11 +510,14 @@ def measure(cfg: Config, out: Path, progress: Progress) -> dict[str, Any]:
         stats = {"area": {m: ranksum_table(runs, "area", list(cfg.areas), m) for m in TEST_METRICS},
                  "compression": {m: ranksum_table(runs, "compression", comps, m) for m in TEST_METRICS}}
         configs = summarise(cfg, runs)
-        figs = make_figures(cfg, runs, models, data, out)
-    config = dict(vars(cfg), compressions=comps, notes=list(cfg.notes) + data["notes"], workers=workers)
+        sim = similarities(runs, codes, keep=cfg.svcca_keep, permutations=cfg.permutations, seed=cfg.seeds[0])
+        figs = make_figures(cfg, runs, frames, data, out, sim)
+    config = dict(vars(cfg), compressions=comps, notes=list(cfg.notes) + data["notes"], workers=workers,
+                  backend=backend)
     return dict(config=config,
                 data=dict(name=data["name"], labels=data["label_note"], other=data["other_name"],
                           n_train=int(data["x_train"].shape[0]), n_test=int(data["x_test"].shape[0]),
                           shape=list(data["x_train"].shape[1:]), baselines=data["baselines"]),
                 threshold=thr, threshold_note=thr_note, configurations=configs, runs=runs, stats=stats,
-                figures=figs, workers=workers, torch_threads=torch.get_num_threads())
+                similarity=sim, figures=figs, workers=workers, backend=backend, cells_reused=reused,
+                torch_threads=torch.get_num_threads())

@@ -9,7 +9,7 @@ import numpy as np
 
 from aeprobe.report import Claim, Report
 from aeprobe.studies.bottleneck_figures import HEATMAPS, cell_matrix
-from aeprobe.studies.bottleneck_stats import TEST_METRICS, p_text
+from aeprobe.studies.bottleneck_stats import TEST_METRICS, p_text, similarity_text
 
 __all__ = ["build_report", "headline", "figure_readings", "heatmap_reading", "context_lines", "NORM_NOTE"]
 
@@ -86,6 +86,15 @@ def figure_readings(results: dict) -> dict[str, str]:
         rd[key] = (f"Grid: seed {cfg['seeds'][0]}, one image (pair). Number: {what} -- area means "
                    + ", ".join(f"{a} {v:.3g}" for a, v in am.items()) + "; rank-sum p "
                    + ", ".join(f"{r['a']}-{r['b']} {p_text(r['p_value'])}" for r in rows) + ".")
+    sim = results.get("similarity")
+    if sim is not None and "code_similarity" in results["figures"]:
+        from aeprobe.studies.bottleneck_similarity import similarity_verdict
+
+        t = sim["test"]["svcca"]
+        rd["code_similarity"] = (f"{similarity_text(sim, 'svcca')}; {similarity_text(sim, 'cka_debiased')}. "
+                                 f"Same-area codes are more alike than different-area codes: "
+                                 f"{similarity_verdict(t).split(' (')[0]} by SVCCA, "
+                                 f"{similarity_verdict(sim['test']['cka_debiased']).split(' (')[0]} by CKA.")
     return rd
 
 
@@ -177,7 +186,9 @@ def build_report(results: dict[str, Any], claim_list: list[Claim]) -> Report:
                           ("heatmap_auroc", "Outlier AUROC (paper Fig. 6)"),
                           ("heatmap_probe_acc_unseen", "Linear-probe accuracy on unseen codes (paper Fig. 4)"),
                           ("interpolation", "Latent interpolation (paper Fig. 7)"),
-                          ("iteration", "AE iteration (paper Fig. 8)")]:
+                          ("iteration", "AE iteration (paper Fig. 8)"),
+                          ("code_similarity", "Similarity of the codes of every pair of models: SVCCA and debiased "
+                                              "CKA, same area vs different areas")]:
         if name in results["figures"]:
             rep.figure(results["figures"][name], caption, rd.get(name))
     rep.paragraph("Heatmaps: cell = mean over seeds (± sd under it); marginals = mean ± sd of the cell means of a "

@@ -18,7 +18,7 @@ import numpy as np
 from aeprobe.report import Claim, Rule, Verdict
 
 __all__ = ["RUN_METRICS", "TEST_METRICS", "comp_label", "first_below", "ranksum_table", "verdict",
-           "secondary_verdict", "claims", "p_text", "medians_text"]
+           "secondary_verdict", "claims", "p_text", "medians_text", "similarity_claim", "similarity_text"]
 
 RUN_METRICS = ["min_test_error", "min_test_epoch", "first_epoch_below", "final_train_loss", "final_test_loss", "gap",
                "encoder_gap", "decoder_gap", "encoder_gap_matched", "decoder_gap_matched", "refit_shortfall",
@@ -196,6 +196,52 @@ def _where_verdict(m: dict[str, Any]) -> str:
     return f"measured: mostly in the {who}" + ("" if p is not None and p < ALPHA else " (not significant)")
 
 
+def similarity_text(sim: dict[str, Any], measure: str) -> str:
+    """``SVCCA: same area 0.61 vs different area 0.55 (seed replicates 0.66), p=0.01``."""
+    t = sim["test"][measure]
+    m = t["means"]
+    name = {"svcca": "SVCCA", "cka_debiased": "debiased CKA"}[measure]
+    if t.get("difference") is None:
+        return f"{name}: not testable"
+    return (f"{name}: same area {m['same area']:.3f} vs different area and compression "
+            f"{m['different area and compression']:.3f} (same compression, other area "
+            f"{_fmt_opt(m['same compression'])}; seed replicates {_fmt_opt(m['seed replicates'])}), permutation "
+            f"p={p_text(t['p_greater'])}")
+
+
+def _fmt_opt(v) -> str:
+    return "n/a" if v is None else format(v, ".3f")
+
+
+def similarity_claim(sim: dict[str, Any]) -> Claim:
+    """Manakov et al.'s comparison of codes: same bottleneck area vs different areas (SVCCA), judged
+    by :func:`aeprobe.studies.bottleneck_similarity.similarity_verdict`; debiased CKA as evidence."""
+    from aeprobe.studies.bottleneck_similarity import similarity_verdict
+
+    t, tc = sim["test"]["svcca"], sim["test"]["cka_debiased"]
+    kept = sim["kept"]
+    cka_v = similarity_verdict(tc).split(" (")[0]
+    return Claim(
+        "codes_by_area", "Codes of CAEs with the same bottleneck area (other channel counts) are more alike than "
+                         "codes of CAEs with different areas (SVCCA, as Manakov et al. compare codes)",
+        t, Rule(f"mean SVCCA over same-area pairs > over pairs differing in area (both of other compressions), "
+                f"permutation p < {ALPHA} (area labels reassigned among the configurations)",
+                lambda m: _v(_similarity_verdict(m))),
+        shown=(f"{t['means']['same area']:.3f} vs {t['means']['different area and compression']:.3f}"
+               if t.get("difference") is not None else "n/a"),
+        evidence=(f"{similarity_text(sim, 'svcca')} ({t['counts']['same area']} / "
+                  f"{t['counts']['different area and compression']} pairs, {t['permutations']} relabellings); {similarity_text(sim, 'cka_debiased')}: {cka_v}; "
+                  f"codes of {sim['n_inputs']} test images, SVCCA kept {min(kept)}-{max(kept)} principal "
+                  f"directions per code (keep {sim['keep']:g}; many directions for few images inflate SVCCA "
+                  "evenly, which the permutation test absorbs)"))
+
+
+def _similarity_verdict(test: dict[str, Any]) -> str:
+    from aeprobe.studies.bottleneck_similarity import similarity_verdict
+
+    return similarity_verdict(test)
+
+
 def claims(results: dict[str, Any]) -> list[Claim]:
     """The paper's claims (and the open question), each judged from the run records and test tables."""
     from scipy.stats import spearmanr
@@ -289,6 +335,10 @@ def claims(results: dict[str, Any]) -> list[Claim]:
                                "in the paper, proxy measured here)", "blend_deviation", "lower")
     area_claim("iteration_dissolves", "Larger area: 100 AE iterations drift further from the image (Sec. 4.4, Fig. 8; "
                                       "qualitative in the paper, proxy measured here)", "iteration_drift", "higher")
+
+    sim = results.get("similarity")
+    if sim is not None and "svcca" in sim.get("test", {}):
+        out.append(similarity_claim(sim))
 
     ok = [r for r in runs if r["encoder_gap_matched"] is not None and r["gap"] > 0]
     if ok:

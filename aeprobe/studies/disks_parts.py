@@ -45,6 +45,7 @@ def main_part(cfg, out: Path, sets: dict, nets: dict, res: dict, figs: dict) -> 
     """Biased vs bias-free networks on the full radius range."""
     from aeprobe.plots import disks as P
     from aeprobe.plots.common import line_plot
+    from aeprobe.probes.code import unit_ablation
     from aeprobe.probes.code_size import code_vs_size
     from aeprobe.probes.disk_attribution import disk_attribution
     from aeprobe.probes.homogeneity import decoder_homogeneity
@@ -83,6 +84,8 @@ def main_part(cfg, out: Path, sets: dict, nets: dict, res: dict, figs: dict) -> 
     res["training"] = {"biased": info_b, "bias_free": info_f,
                        "biased_extra_seeds": [r["info"] for r in biased_runs[1:]]}
     hb = decoder_homogeneity(biased, data_codes=zb)
+    # zeroing the one-number code: measured change of the output vs its first-order (jvp) prediction
+    ablation = {name: _ablation_dict(unit_ablation(net, xe)) for name, net in (("biasfree", free), ("biased", biased))}
     sep_b = separable_decomposition(yb, eval_r)
     mse_b, mse_f = mse_per_sample(yb, xe), mse_per_sample(yf, xe)
 
@@ -169,7 +172,14 @@ def main_part(cfg, out: Path, sets: dict, nets: dict, res: dict, figs: dict) -> 
         attribution_density_cv_biasfree=att_f.density_cv,
         attribution_completeness_biased=att_b.completeness,
         interpolation_mass_monotone_fraction=mass_up,
+        code_ablation=ablation,
     )
+
+
+def _ablation_dict(ab) -> dict[str, float]:
+    """The numbers of a one-unit :class:`aeprobe.probes.code.AblationReport`."""
+    return dict(measured=float(ab.measured[0]), predicted=float(ab.predicted[0]), ratio=float(ab.ratio[0]),
+                loss_change=float(ab.loss_change[0]), base_loss=float(ab.base_loss), n=int(ab.n))
 
 
 def limited_part(cfg, out: Path, sets: dict, nets: dict, res: dict, figs: dict) -> None:

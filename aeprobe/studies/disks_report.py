@@ -5,7 +5,7 @@ from typing import Any
 
 from aeprobe.report import Above, AtLeast, AtMost, Claim, Report, fmt
 
-__all__ = ["claims", "build_report", "headline", "QUICK_WALL_SECONDS"]
+__all__ = ["claims", "build_report", "headline", "ablation_reading", "QUICK_WALL_SECONDS"]
 
 #: wall-time goal of a quick run on an idle 2-core machine (benchmarks/demo.py states it in bare epochs)
 QUICK_WALL_SECONDS = 180.0
@@ -29,6 +29,14 @@ def claims(res: dict[str, Any]) -> list[Claim]:
               shown=f"R² {res['code_area_r2']:.4f} vs {res['code_radius_r2']:.4f}, z ~ r^{res['code_exponent']:.2f}; "
                     f"area better for {n_area} of {len(seeds)} seeds"),
     ]
+    ab = res.get("code_ablation")
+    if ab:
+        f = ab["biasfree"]
+        out.append(Claim("ablation_first_order", "zeroing the bias-free code is predicted exactly to first order "
+                                                 "(Euler: D(λz) = λD(z) gives J_D(z) z = D(z))",
+                         abs(f["ratio"] - 1.0), AtMost(1e-4, spec=".0e"),
+                         shown=f"|measured / predicted - 1| = {abs(f['ratio'] - 1.0):.1e} (biased net: ratio "
+                               f"{ab['biased']['ratio']:.3f})"))
     run = res.get("run")
     if res.get("mode") == "quick" and run:
         out.append(Claim("wall_time", "quick run wall time (goal on an idle 2-core machine)", run["wall_seconds"],
@@ -46,6 +54,23 @@ def headline(res: dict[str, Any]) -> str:
             f"biased {res['homogeneity_max_rel_error_biased']:.2e}; code R² area {res['code_area_r2']:.4f} vs radius "
             f"{res['code_radius_r2']:.4f}; wall {fmt(run.get('wall_seconds'), '.0f')} s with {run.get('threads')} "
             f"thread(s), {res.get('workers', 1)} training process(es)")
+
+
+def ablation_reading(ab: dict[str, Any]) -> str:
+    """What zeroing the one-number code does to each decoder, measured against its first-order prediction."""
+    f, b = ab["biasfree"], ab["biased"]
+    r = b["ratio"]
+    shape = ("the output changes less than the tangent at z predicts: the decoder bends back (saturates) between z "
+             "and 0" if r < 0.98 else "the output changes more than the tangent at z predicts: the decoder steepens "
+             "between z and 0" if r > 1.02 else "the tangent at z predicts the change within 2%: the decoder is "
+             "nearly linear along the path to 0")
+    return (f"Zeroing the code (`aeprobe.probes.code.unit_ablation` on the {f['n']} evaluation disks): without biases "
+            f"the mean change of the output ||D(0) - D(z)|| = {f['measured']:.4g} and its first-order prediction "
+            f"||J_D(z) z|| = {f['predicted']:.4g} agree to a ratio of {f['ratio']:.6f}, as Euler's relation for a "
+            f"positively homogeneous decoder requires (D(0) = 0 and J_D(z) z = D(z)); zeroing z changes the MSE by "
+            f"{f['loss_change']:+.3g} (from {f['base_loss']:.3g}). With biases the ratio is {r:.4f} (measured "
+            f"{b['measured']:.4g}, predicted {b['predicted']:.4g}): {shape}; there D(0) is the output for the code 0, "
+            f"not a blank image, and zeroing z changes the MSE by {b['loss_change']:+.3g}.")
 
 
 def build_report(res: dict[str, Any], claim_list: list[Claim]) -> Report:
@@ -83,7 +108,12 @@ def build_report(res: dict[str, Any], claim_list: list[Claim]) -> Report:
         ["R² of z = C<f,1_Br>/‖f‖² (bias-free)", res["code_amplitude_r2_biasfree"], "Fig. 11 / Eq. 8"],
         ["eval MSE biased / bias-free", f"{res['eval_mse_biased']:.3g} / {res['eval_mse_biasfree']:.3g}",
          "biases are needed for sharp disks"],
-    ])
+    ] + ([["zeroing z: measured / first-order predicted change of the output, bias-free / biased",
+           f"{res['code_ablation']['biasfree']['ratio']:.6f} / {res['code_ablation']['biased']['ratio']:.4f}",
+           "1 for a homogeneous decoder (Euler); otherwise how curved D is between z and 0"]]
+         if res.get("code_ablation") else []))
+    if res.get("code_ablation"):
+        rep.paragraph(ablation_reading(res["code_ablation"]))
     rep.heading("Figures")
     sep_ok = res["rank1_energy"] > 0.999
     rep.figure(fr["io"], "Inputs and outputs of both networks (Fig. 2, Fig. 4)",

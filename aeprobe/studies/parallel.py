@@ -10,10 +10,12 @@ because these nets are too small for torch's intra-op threads to keep two cores 
 ``fn`` must be a module-level function and the jobs picklable (they are sent to spawned
 processes); a script that calls a study with several workers needs the usual
 ``if __name__ == "__main__":`` guard (``python -c``, stdin and the ``aeprobe`` command do not).
-This is the one place the studies start processes; when ``aeprobe.sweep`` lands, the pool
-branch of :func:`map_jobs` becomes ``results = aeprobe.sweep(fn, list(jobs), backend="processes",
-workers=workers, out=...)``, followed by the ``on_result`` calls (the disk study then draws its
-figures after the last training instead of during it: a few seconds more).
+The processes are those of :func:`aeprobe.sweeps.imap_processes`, the one process pool of the
+package (also behind ``aeprobe.sweep(..., backend="processes")``); :func:`map_jobs` adds what the
+studies' own trainings need on top of it: a job order in which the processes finish together,
+callbacks as each job finishes (probes of a part while the last nets train) and the progress
+status files. The bottleneck and zoo grids, whose cells are JSON-like configurations worth
+storing, run through :func:`aeprobe.sweep` itself (``--backend local|processes|ray``).
 """
 from __future__ import annotations
 
@@ -27,7 +29,7 @@ import torch
 
 from aeprobe.progress import STATUS_ENV
 
-__all__ = ["map_jobs", "default_workers", "balanced_order"]
+__all__ = ["map_jobs", "sweep_jobs", "default_workers", "balanced_order", "status_env"]
 
 
 def default_workers(n_jobs: int, threads: int | None = None) -> int:
@@ -76,7 +78,9 @@ def balanced_order(costs: Sequence[float], workers: int, *, first: Sequence[int]
 
 
 @contextlib.contextmanager
-def _status_env(status_dir: str | os.PathLike | None) -> Iterator[None]:
+def status_env(status_dir: str | os.PathLike | None) -> Iterator[None]:
+    """``$AEPROBE_STATUS_DIR`` set to ``status_dir`` (unset when None) inside the block, for the
+    :func:`aeprobe.progress.file_task` of jobs run in this process or in processes started in it."""
     old = os.environ.get(STATUS_ENV)
     if status_dir is None:
         os.environ.pop(STATUS_ENV, None)
@@ -89,18 +93,6 @@ def _status_env(status_dir: str | os.PathLike | None) -> Iterator[None]:
             os.environ.pop(STATUS_ENV, None)
         else:
             os.environ[STATUS_ENV] = old
-
-
-def _init_worker(module: str) -> None:
-    """Worker start: one torch thread; import the jobs' module now (while the parent prepares the jobs)."""
-    import importlib
-
-    torch.set_num_threads(1)
-    importlib.import_module(module)
-
-
-def _ready() -> None:
-    """A no-op job: submitting one per worker starts the processes (and their imports) at once."""
 
 
 def map_jobs(fn: Callable[[Any], Any], jobs: Sequence[Any] | Iterable[Any], *, workers: int = 1,
@@ -118,7 +110,7 @@ def map_jobs(fn: Callable[[Any], Any], jobs: Sequence[Any] | Iterable[Any], *, w
     :func:`aeprobe.progress.file_task`. Every job is seeded on its own, so the results do not
     depend on ``workers``.
     """
-    with _status_env(status_dir):
+    with status_env(status_dir):
         if workers <= 1:
             out = [fn(job) for job in jobs] if on_result is None else []
             if on_result is not None:
@@ -127,8 +119,7 @@ def map_jobs(fn: Callable[[Any], Any], jobs: Sequence[Any] | Iterable[Any], *, w
                     out.append(fn(job))
                     on_result(i, out[-1], len(todo) - i - 1)
             return out
-        import multiprocessing as mp
-        from concurrent.futures import ProcessPoolExecutor, as_completed
+        from aeprobe.sweeps import imap_processes
 
         if isinstance(jobs, Sequence):
             order = balanced_order([cost(j) for j in jobs], workers) if cost is not None else range(len(jobs))
@@ -136,18 +127,49 @@ def map_jobs(fn: Callable[[Any], Any], jobs: Sequence[Any] | Iterable[Any], *, w
             workers = min(workers, max(len(jobs), 1))
         else:
             stream = enumerate(jobs)
+        submitted = 0
+
+        def counted() -> Iterator[tuple[int, Any]]:
+            nonlocal submitted
+            for item in stream:
+                submitted += 1
+                yield item
+
         prev = torch.get_num_threads()
         torch.set_num_threads(1)  # this process works only between the workers' jobs (on_result)
+        results: dict[int, Any] = {}
+        finished = imap_processes(fn, counted(), workers=workers, threads=1, preload=fn.__module__)
         try:
-            with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"), initializer=_init_worker,
-                                     initargs=(fn.__module__,)) as pool:
-                for _ in range(workers):  # start every process now, while the first jobs are being built
-                    pool.submit(_ready)
-                futures = {i: pool.submit(fn, job) for i, job in stream}
+            for done, (i, fut) in enumerate(finished, 1):
+                results[i] = fut.result()
                 if on_result is not None:
-                    index = {f: i for i, f in futures.items()}
-                    for done, f in enumerate(as_completed(futures.values()), 1):
-                        on_result(index[f], f.result(), len(futures) - done)
-                return [futures[i].result() for i in range(len(futures))]
+                    on_result(i, results[i], submitted - done)  # every job is submitted before the first result
+            return [results[i] for i in range(len(results))]
         finally:
+            finished.close()
             torch.set_num_threads(prev)
+
+
+def sweep_jobs(fn: Callable[[Any], Any], configs: Sequence[Any], *, backend: str, out: str | os.PathLike,
+               workers: int, fresh: bool = False, status_dir: str | os.PathLike | None = None) -> tuple[list, int]:
+    """A study grid through :func:`aeprobe.sweep`: ``(results in the order of configs, number read back
+    from out)``.
+
+    ``backend``: ``local`` (this process, its torch threads), ``processes`` (``workers`` processes of
+    one torch thread) or ``ray`` (tasks of one CPU and one thread; at most ``workers`` in flight on a
+    local Ray, or on the cluster of ``$RAY_ADDRESS`` when set). Each result is stored in ``out`` and
+    read back by a later call (``fresh=True``: run everything again). ``status_dir`` as in
+    :func:`map_jobs`.
+    """
+    from aeprobe.sweeps import config_key, sweep
+
+    if backend not in ("local", "processes", "ray"):
+        raise ValueError(f"--backend must be local, processes or ray, got {backend!r}")
+    store = Path(out)
+    reused = 0 if fresh else sum((store / f"{config_key(c)}.json").exists() for c in configs)
+    address = (os.environ.get("RAY_ADDRESS") or None) if backend == "ray" else None
+    with status_env(status_dir):
+        results = sweep(fn, list(configs), backend=backend, out=store, resume=not fresh,
+                        workers=None if address else workers,  # on a cluster: as many tasks as it takes
+                        threads=None if backend == "local" else 1, address=address)
+    return results, reused

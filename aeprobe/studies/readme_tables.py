@@ -63,6 +63,10 @@ def disks_table(res: dict[str, Any]) -> str:
          + ("; seeds " + ", ".join(str(s["seed"]) for s in rest) + ": p = "
             + ", ".join(f"{s['exponent']:.2f}" for s in rest) if rest else ""), "\"z represents the area\" (Fig. 3)"],
     ]
+    ab = res.get("code_ablation")
+    if ab:
+        rows.append(["zeroing z: measured / first-order predicted output change, bias-free / biased",
+                     f"{ab['biasfree']['ratio']:.6f} / {ab['biased']['ratio']:.3f}", "1 (Euler, homogeneous D) / -"])
     if lim:
         rows.append([f"limited radius R = {res['limited_radius']['R_train']:.0f}: corr with Airy(R), profile energy "
                      "beyond R", f"{lim['airy_correlation']:.4f}, {lim['profile_energy_beyond_R']:.4f}",

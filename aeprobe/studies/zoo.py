@@ -9,16 +9,20 @@ strict/loose beta-VAE, VQ-VAE), on one dense backbone:
   (PCA; UMAP when ``umap-learn`` is installed), linear classification on codes with few labels,
   anomaly AUROC of a 2-D-latent model trained with one class held out;
 * the mechanistic probes: identity tests (:mod:`aeprobe.probes.identity`), the encoder/decoder
-  split of the generalisation gap (:mod:`aeprobe.probes.overfitting`) and homogeneity of the
+  split of the generalisation gap (:mod:`aeprobe.probes.overfitting`), homogeneity of the
   decoder with its biases ablated (:mod:`aeprobe.probes.homogeneity` inside
-  :func:`aeprobe.ablation.remove_biases`).
+  :func:`aeprobe.ablation.remove_biases`), and the code statistics of the sparse-autoencoder
+  tool-makers (:func:`aeprobe.probes.code.code_stats` on the test images: dead units, L0, the
+  fraction of variance explained and the effective dimension of the code).
 
 Then a small fully-convolutional AE (:class:`aeprobe.models.conv.ConvAE`) with each decoder
 upsampling choice, scored by the checkerboard probe (:mod:`aeprobe.probes.checkerboard`), and
 progressive resizing (:func:`aeprobe.schedules.progressive_resize`) against direct training
 (:mod:`aeprobe.studies.zoo_practices`). Each kind, each extra seed and each practice is one
-independent job; the jobs run side by side in as many single-thread processes as the run has
-torch threads. Writes ``OUT/results.json``, ``OUT/results.csv`` (the results table),
+independent job, run through :func:`aeprobe.sweep` (``--backend local|processes|ray``; default:
+as many single-thread processes as the run has torch threads); each finished job is stored in
+``OUT/jobs/`` and read back by a later run with the same ``--out`` (``--fresh``: run them all
+again). Writes ``OUT/results.json``, ``OUT/results.csv`` (the results table),
 ``OUT/report.md``, ``OUT/report.html`` and PNGs.
 
 ``--data``: ``digits`` (scikit-learn's 8x8 digits, bundled; default) or ``torchvision:NAME:ROOT``
@@ -39,7 +43,7 @@ import torch
 from torch import nn
 
 from aeprobe.progress import Progress, file_task
-from aeprobe.studies.parallel import default_workers, map_jobs
+from aeprobe.studies.parallel import default_workers
 from aeprobe.studies.zoo_report import build_report, claims, headline, results_table  # noqa: F401  (interface)
 
 NAME = "zoo"
@@ -79,7 +83,10 @@ class Config:
     cb_scale: int = 4  # checkerboard codes are cb_scale x larger in space than the data codes
     seed: int = 0
     device: str | None = None
+    code_threshold: float = 0.01  # code_stats: a unit is active on an input when |z_k| > this
     workers: int | None = None  # processes for the independent jobs (None: one per torch thread)
+    backend: str | None = None  # aeprobe.sweep backend: local | processes | ray (None: processes if workers > 1)
+    fresh: bool = False  # run every job again instead of reading the jobs stored in OUT/jobs
     notes: list = field(default_factory=list)
 
     @classmethod
@@ -112,6 +119,12 @@ def add_arguments(p) -> None:
     p.add_argument("--lr", type=float, default=None)
     p.add_argument("--workers", type=int, default=None,
                    help="processes running kinds side by side, one torch thread each (default: one per torch thread)")
+    p.add_argument("--backend", choices=("local", "processes", "ray"), default=None,
+                   help="how aeprobe.sweep runs the jobs: in this process one after the other, in --workers processes "
+                        "(default with more than one thread), or as Ray tasks (a local Ray, or the cluster of "
+                        "$RAY_ADDRESS)")
+    p.add_argument("--fresh", action="store_true",
+                   help="run every job again (default: jobs already stored in OUT/jobs are read back)")
 
 
 def make_config(mode: str, args: argparse.Namespace | None = None) -> Config:
@@ -121,7 +134,9 @@ def make_config(mode: str, args: argparse.Namespace | None = None) -> Config:
     other = a.get("data") is not None and a.get("data") != "digits"
     cfg = Config.for_mode(mode, other_data=other)
     over = {k: a.get(k) for k in ("data", "epochs", "latent", "heldout", "device", "n_train", "n_test", "batch_size",
-                                  "lr", "seed", "workers") if a.get(k) is not None}
+                                  "lr", "seed", "workers", "backend") if a.get(k) is not None}
+    if a.get("fresh"):
+        over["fresh"] = True
     if a.get("kinds"):
         bad = [k for k in a["kinds"] if k not in KINDS]
         if bad:
@@ -360,10 +375,28 @@ def mechanistic_metrics(cfg: Config, model, data: dict, device) -> dict[str, Any
         h_logits = decoder_homogeneity(LogitDecoder(model), data_codes=z, device=device)
     return dict(identity=ident, identity_looks_like_copy=ident.looks_like_copy(), overfitting=of, homogeneity=dict(
         with_biases=h_bias.max_rel_error, no_biases=h_nobias.max_rel_error, no_biases_logits=h_logits.max_rel_error,
-        signs_used=h_nobias.signs_used))
+        signs_used=h_nobias.signs_used), code=code_metrics(cfg, model, x_te, device))
+
+
+def code_metrics(cfg: Config, model, x: torch.Tensor, device) -> dict[str, Any]:
+    """:func:`aeprobe.probes.code.code_stats` of the model's code on ``x`` (reconstruction
+    ``decode(encode(x))``): dead units, L0 and the share of dead units at ``cfg.code_threshold``, the
+    fraction of variance explained (FVE) and the effective dimension (participation ratio)."""
+    from aeprobe.probes.code import code_stats
+
+    st = code_stats(model, x, threshold=cfg.code_threshold, device=device)
+    return dict(threshold=st.threshold, code_size=st.code_size, dead_units=int(st.dead.size),
+                dead_fraction=st.dead_fraction, l0=st.l0, fve=st.fve, effective_dim=st.effective_dim,
+                spectrum=[float(v) for v in st.spectrum])
 
 
 # ----------------------------------------------------------------------------- jobs
+
+
+def job_config(cfg: Config) -> Config:
+    """``cfg`` with the fields that no job reads blanked: the jobs' :func:`aeprobe.sweep` keys then do not
+    change with the list of kinds, the number of seeds, the backend or the number of workers."""
+    return replace(cfg, mode="", kinds=(), spread_seeds=0, workers=None, backend=None, fresh=False, notes=[])
 
 
 @dataclass(frozen=True)
@@ -439,6 +472,23 @@ def _public(obj):
     return obj
 
 
+def run_jobs(jobs: list[ZooJob], out: Path, *, workers: int, backend: str, fresh: bool = False,
+             status_dir=None) -> tuple[list[dict], int]:
+    """Every job through :func:`aeprobe.sweep` (stored in ``out/jobs``), submitted longest first so that
+    the processes finish together; returns the results in the order of ``jobs`` and the number read
+    back from ``out/jobs`` instead of run. Every job is seeded on its own: nothing depends on the
+    backend or on ``workers``."""
+    from aeprobe.studies.parallel import balanced_order, sweep_jobs
+
+    order = balanced_order([j.cost for j in jobs], workers) if backend != "local" else list(range(len(jobs)))
+    res, reused = sweep_jobs(run_zoo_job, [jobs[i] for i in order], backend=backend, out=Path(out) / "jobs",
+                             workers=workers, fresh=fresh, status_dir=status_dir)
+    done: list[Any] = [None] * len(jobs)
+    for i, r in zip(order, res):
+        done[i] = r
+    return done, reused
+
+
 def measure(cfg: Config, out: Path, progress: Progress) -> dict[str, Any]:
     from aeprobe.device import resolve_device
     from aeprobe.probes.linear import linear_probe
@@ -450,11 +500,14 @@ def measure(cfg: Config, out: Path, progress: Progress) -> dict[str, Any]:
         data = load_data(cfg)
     _DATA.clear()
     _DATA[(cfg.data, cfg.n_train, cfg.n_test, cfg.seed, cfg.heldout, cfg.test_fraction, cfg.conv_size)] = data
-    jobs = ([ZooJob("kind", k, cfg) for k in cfg.kinds] + [ZooJob("spread", s, cfg) for s in range(1, cfg.spread_seeds)]
-            + [ZooJob("upsampling", None, cfg), ZooJob("progressive", None, cfg)])
+    jc = job_config(cfg)
+    jobs = ([ZooJob("kind", k, jc) for k in cfg.kinds] + [ZooJob("spread", s, jc) for s in range(1, cfg.spread_seeds)]
+            + [ZooJob("upsampling", None, jc), ZooJob("progressive", None, jc)])
     workers = cfg.workers or default_workers(len(jobs))
+    backend = cfg.backend or ("processes" if workers > 1 else "local")
     with progress.stage(STAGES[1], work=sum(j.cost for j in jobs)):
-        done = map_jobs(run_zoo_job, jobs, workers=workers, cost=lambda j: j.cost, status_dir=progress.status_dir())
+        done, reused = run_jobs(jobs, out, workers=workers, backend=backend, fresh=cfg.fresh,
+                                status_dir=progress.status_dir())
     kinds, arrays, spread_runs, ups, prog = {}, {}, [], None, None
     for job, r in zip(jobs, done):
         if job.what == "kind":
@@ -477,6 +530,7 @@ def measure(cfg: Config, out: Path, progress: Progress) -> dict[str, Any]:
                                                n_test=int(data["x_test"].shape[0]),
                                                n_train_anomaly=n_anom, conv_size=data["conv_size"]),
                    kinds=kinds, pixel_probe=pixel_probe, spread=seed_spread(kinds, spread_runs), upsampling=_public(ups),
-                   progressive=prog, figures=figs, device=str(device), workers=workers)
+                   progressive=prog, figures=figs, device=str(device), workers=workers, backend=backend,
+                   jobs_reused=reused)
     write_csv(out / "results.csv", *results_table(kinds))
     return results

@@ -10,7 +10,7 @@ import numpy as np
 from aeprobe.report import Claim, Report, Rule, Verdict
 
 __all__ = ["claims", "build_report", "headline", "results_table", "judge_best", "figure_readings",
-           "mechanistic_readings", "upsampling_readings", "recon_clause", "progressive_reading", "COLUMNS"]
+           "mechanistic_readings", "code_reading", "upsampling_readings", "recon_clause", "progressive_reading", "COLUMNS"]
 
 
 def _fmt(v, f=".4g") -> str:
@@ -38,7 +38,7 @@ def figure_readings(results: dict) -> list[tuple[str, str, str]]:
     if samp:
         so = sorted(samp, key=lambda k: kinds[k]["sample_nn_mse"])
         out.append(("samples", "Unconditional samples",
-                    f"Mean MSE of a sample to its nearest training image: " + ", ".join(
+                    "Mean MSE of a sample to its nearest training image: " + ", ".join(
                         f"{k} {kinds[k]['sample_nn_mse']:.3g}" for k in so) + f" (best {so[0]}, worst {so[-1]})."))
     io = _rank(kinds, "interp_nn_mse", False)
     out.append(("interpolation", "Latent interpolation (first pair shown)",
@@ -80,12 +80,34 @@ def figure_readings(results: dict) -> list[tuple[str, str, str]]:
     return out
 
 
+def code_reading(results: dict) -> str | None:
+    """One sentence on the code statistics of every kind (dead units, L0, FVE, effective dimension)."""
+    kinds = results["kinds"]
+    names = [k for k in kinds if kinds[k].get("code")]
+    if not names:
+        return None
+    c = {k: kinds[k]["code"] for k in names}
+    m = c[names[0]]["code_size"]
+    dead = [k for k in names if c[k]["dead_units"] > 0]
+    eff = sorted(names, key=lambda k: c[k]["effective_dim"])
+    fve = sorted(names, key=lambda k: c[k]["fve"])
+    return (f"Codes ({m} units; a unit is active on an image when |z| > {c[names[0]]['threshold']:g}, "
+            f"`aeprobe.probes.code.code_stats` on the test images): "
+            + (f"{len(dead)} of {len(names)} kinds have dead units ("
+               + ", ".join(f"{k} {c[k]['dead_units']}" for k in dead) + ")" if dead else "no kind has a dead unit")
+            + f"; L0 ranges from {min(c[k]['l0'] for k in names):.3g} to {max(c[k]['l0'] for k in names):.3g}; the "
+            f"effective dimension (participation ratio of the code covariance) from {c[eff[0]]['effective_dim']:.3g} "
+            f"({eff[0]}) to {c[eff[-1]]['effective_dim']:.3g} ({eff[-1]}) of {m}; the fraction of the test images' "
+            f"variance the reconstructions explain from {c[fve[0]]['fve']:.3f} ({fve[0]}) to {c[fve[-1]]['fve']:.3f} "
+            f"({fve[-1]}).")
+
+
 def mechanistic_readings(results: dict) -> list[str]:
     kinds = results["kinds"]
     names = list(kinds)
     jd = {k: kinds[k]["identity"]["jacobian_distance"] for k in names}
     copy_like = [k for k in names if kinds[k]["identity_looks_like_copy"]]
-    s1 = (f"Identity: no kind behaves like a copy machine (tolerance 0.1); " if not copy_like else
+    s1 = ("Identity: no kind behaves like a copy machine (tolerance 0.1); " if not copy_like else
           f"Identity: {', '.join(copy_like)} look(s) like a copy (tolerance 0.1); ") + \
         f"||J-I||_F^2/d ranges from {min(jd.values()):.3f} ({min(jd, key=jd.get)}) to {max(jd.values()):.3f} " \
         f"({max(jd, key=jd.get)}); uniform noise is left {min(kinds[k]['identity']['ood_unexplained']['uniform_noise'] for k in names):.2f}-" \
@@ -196,6 +218,10 @@ COLUMNS = [
     ("enc gap", ("overfitting", "encoder_gap_matched"), ".2g"),
     ("dec gap", ("overfitting", "decoder_gap_matched"), ".2g"),
     ("homog. err (no bias)", ("homogeneity", "no_biases"), ".2g"),
+    ("dead units", ("code", "dead_units"), ".3g"),
+    ("L0", ("code", "l0"), ".3g"),
+    ("FVE", ("code", "fve"), ".3f"),
+    ("eff. dim", ("code", "effective_dim"), ".3g"),
 ]
 
 
@@ -336,7 +362,10 @@ def build_report(results: dict[str, Any], claim_list: list[Claim]) -> Report:
         f"BCE summed per image), latent size {cfg['latent']} (anomaly detection: {cfg['latent_anomaly']}, trained "
         f"without class {cfg['heldout']}, {d['n_train_anomaly']} images); {cfg['epochs']} epochs, batch "
         f"{cfg['batch_size']}, Adam lr {cfg['lr']}; stacked = greedy layer-wise, {cfg['epochs']} epochs split over its "
-        f"layers, no fine-tuning. Device {results['device']}; jobs in {results.get('workers', 1)} process(es).")
+        f"layers, no fine-tuning. Device {results['device']}; jobs in {results.get('workers', 1)} process(es) "
+        f"({results.get('backend', 'processes')} backend of aeprobe.sweep"
+        + (f"; {results['jobs_reused']} of the jobs read back from an earlier run in the same folder"
+           if results.get("jobs_reused") else "") + ").")
     rep.paragraph(
         "One training run per kind, as in the article. The seed-to-seed noise is gauged by training *vanilla* "
         f"with {spread['seeds']} seeds (init and batch order; a rough estimate from few seeds): its standard deviation is "
@@ -387,6 +416,9 @@ def build_report(results: dict[str, Any], claim_list: list[Claim]) -> Report:
                "homog. (no biases, logits)"], mrows, floatfmt=".3g")
     for s in mechanistic_readings(results):
         rep.paragraph(s)
+    code_line = code_reading(results)
+    if code_line:
+        rep.paragraph(code_line)
 
     ups = results.get("upsampling")
     if ups:
