@@ -33,7 +33,7 @@ import os
 import sys
 import warnings
 from dataclasses import dataclass, field
-from itertools import chain, repeat
+from itertools import chain, compress, repeat
 from operator import attrgetter, is_, methodcaller
 from typing import Any
 
@@ -402,9 +402,8 @@ class ModelGuard:
         return any(map(_training, self._mods))
 
     def _warn_modes(self, caller: str) -> None:
-        if not any(self._training) or not any(
-            flag and isinstance(m, _MODE_SENSITIVE) for m, flag in zip(self._mods, self._training)
-        ):
+        # C-level: isinstance over the modules in training mode only
+        if not any(map(isinstance, compress(self._mods, self._training), repeat(_MODE_SENSITIVE))):
             return
         names = [n for n, m in self.model.named_modules() if m.training and isinstance(m, _MODE_SENSITIVE)]
         shown = ", ".join(f"{n or '<model>'!r} ({type(self.model.get_submodule(n)).__name__})" for n in names[:3])

@@ -104,15 +104,19 @@ def model_device(model: nn.Module, device=None) -> torch.device:
     return torch.device("cpu")
 
 
-def model_dtype(model: nn.Module) -> torch.dtype:
-    """dtype of the model's first floating parameter or buffer; ``torch.get_default_dtype()`` if none."""
+_DEFAULT = object()
+
+
+def model_dtype(model: nn.Module, default=_DEFAULT) -> torch.dtype | None:
+    """dtype of the model's first floating parameter or buffer; when it has none, ``default`` if given,
+    else ``torch.get_default_dtype()``."""
     for t in model.parameters():
         if t.is_floating_point():
             return t.dtype
     for t in model.buffers():
         if t.is_floating_point():
             return t.dtype
-    return torch.get_default_dtype()
+    return torch.get_default_dtype() if default is _DEFAULT else default
 
 
 @contextlib.contextmanager

@@ -360,7 +360,7 @@ class Autoencoder:
             x = torch.from_numpy(np.ascontiguousarray(x))
         if not isinstance(x, torch.Tensor):
             raise TypeError(f"{name} must be a torch.Tensor or numpy array, got {type(x).__name__}")
-        want = _float_state_dtype(self.model)
+        want = model_dtype(self.model, default=None)
         if want is not None and x.dtype != want:
             if x.is_floating_point() or x.is_complex():
                 if not _lossless(x.dtype, want):
@@ -554,17 +554,6 @@ class Autoencoder:
                  row("reconstruct", getattr(self, "_rec_src", None),
                      "output" if getattr(self, "_rec", None) is getattr(self, "model", None) else "decode")]
         return "\n".join(lines)
-
-
-def _float_state_dtype(model: nn.Module) -> torch.dtype | None:
-    """dtype of the model's first floating parameter or buffer; ``None`` when it has none."""
-    for t in model.parameters():
-        if t.is_floating_point():
-            return t.dtype
-    for t in model.buffers():
-        if t.is_floating_point():
-            return t.dtype
-    return None
 
 
 def _as_batch(x, name: str = "x") -> torch.Tensor:

@@ -55,11 +55,7 @@ def test_smoke_configuration_keys_and_consistency(smoke):
     assert {"uniform_noise", "shuffled_pixels", "other_dataset"} == set(ident["ood_unexplained"])
     assert ident["jacobian_distance"] >= 0.0
     for run in res["runs"]:
-        of = run["overfitting"]
-        # the split is exact bookkeeping: encoder + decoder = gap (float64 sums)
-        assert of["encoder_gap"] + of["decoder_gap"] == pytest.approx(of["gap"], abs=1e-9)
         assert len(run["train_loss"]) == len(run["test_loss"]) == 1
-        assert run["first_epoch_below"] == 1  # 'auto' threshold: every run crosses it by construction
 
 
 def test_smoke_statistics_follow_table_1(smoke):

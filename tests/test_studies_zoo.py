@@ -45,9 +45,6 @@ def test_smoke_every_kind_has_every_measurement(smoke):
         assert (rec.get("sample_nn_mse") is not None) == (kind in SAMPLERS)
         assert 0.0 <= rec["auroc"] <= 1.0 and 0.0 <= rec["probe_acc"] <= 1.0
         assert len(rec["test_bce_curve"]) == res["config"]["epochs"]
-        of = rec["overfitting"]
-        # exact bookkeeping of the split (float64 sums)
-        assert of["encoder_gap"] + of["decoder_gap"] == pytest.approx(of["gap"], abs=1e-9)
         assert rec["homogeneity"]["no_biases"] >= 0
     assert {c["id"] for c in res["claims"]} >= {"shallow_worst_recon", "denoising_best_probe", "shallow_best_anomaly"}
     assert all(c["verdict"].split()[0] in ("agrees", "disagrees", "not") for c in res["claims"])

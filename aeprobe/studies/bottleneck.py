@@ -48,7 +48,7 @@ from aeprobe.progress import Progress, file_task
 from aeprobe.studies.bottleneck_report import build_report, headline  # noqa: F401  (the study's interface)
 from aeprobe.studies.bottleneck_stats import (RUN_METRICS, TEST_METRICS, claims, comp_label, first_below,  # noqa: F401
                                               ranksum_table)
-from aeprobe.studies.parallel import default_workers
+from aeprobe.studies.parallel import add_sweep_arguments, default_workers
 
 NAME = "bottleneck"
 STAGES = ("data", "grid", "statistics and figures")
@@ -125,15 +125,7 @@ def add_arguments(p) -> None:
     p.add_argument("--threshold", default=None,
                    help="training-loss threshold for 'first epoch below' (a float, or 'auto' = the highest "
                         "minimum training loss over all runs, so that every run crosses it)")
-    p.add_argument("--workers", type=int, default=None,
-                   help="processes training grid cells side by side, one torch thread each (default: one per "
-                        "torch thread of the run; results do not depend on it)")
-    p.add_argument("--backend", choices=("local", "processes", "ray"), default=None,
-                   help="how aeprobe.sweep runs the grid cells: in this process one after the other, in --workers "
-                        "processes (default with more than one thread), or as Ray tasks (a local Ray, or the "
-                        "cluster of $RAY_ADDRESS)")
-    p.add_argument("--fresh", action="store_true",
-                   help="train every cell again (default: cells already stored in OUT/cells are read back)")
+    add_sweep_arguments(p, jobs="grid cells", store="OUT/cells")
 
 
 def make_config(mode: str, args: argparse.Namespace | None = None) -> Config:

@@ -32,6 +32,20 @@ from aeprobe.progress import STATUS_ENV
 __all__ = ["map_jobs", "sweep_jobs", "default_workers", "balanced_order", "status_env"]
 
 
+def add_sweep_arguments(p, *, jobs: str, store: str) -> None:
+    """The ``--workers``, ``--backend`` and ``--fresh`` flags of a study whose ``jobs`` (e.g. "grid cells")
+    run through :func:`sweep_jobs` and are stored in ``store`` (e.g. "OUT/cells")."""
+    p.add_argument("--workers", type=int, default=None,
+                   help=f"processes running {jobs} side by side, one torch thread each (default: one per torch "
+                        "thread of the run; results do not depend on it)")
+    p.add_argument("--backend", choices=("local", "processes", "ray"), default=None,
+                   help=f"how aeprobe.sweep runs the {jobs}: in this process one after the other, in --workers "
+                        "processes (default with more than one thread), or as Ray tasks (a local Ray, or the "
+                        "cluster of $RAY_ADDRESS)")
+    p.add_argument("--fresh", action="store_true",
+                   help=f"run all {jobs} again (default: {jobs} already stored in {store} are read back)")
+
+
 def default_workers(n_jobs: int, threads: int | None = None) -> int:
     """Processes for ``n_jobs`` independent trainings: one per torch thread the run may use
     (``threads``, default ``torch.get_num_threads()``), at most one per job."""

@@ -124,7 +124,11 @@ def build_report(res: dict[str, Any], claim_list: list[Claim]) -> Report:
             + ("it is stuck at a constant output (no position is transmitted: "
                f"abs(argmax − a) = {a['decoding_argmax_error']:.1f} samples), so its filters "
                f"({_cos(a['filter_cosine'])}) say nothing about Prop. 3. The paper presents the encoder (Sect. 5.3) "
-               "and the decoder (Sect. 5.4) separately, as they are trained above." if stuck else
+               "and the decoder (Sect. 5.4) separately, as they are trained above."
+               + (f" Its training stopped after {a['training']['epochs_run']} of {a['training']['epochs']} epochs, "
+                  f"its loss within 1% of the constant output's for the last "
+                  f"{res['config']['ae_stuck_patience']} of them." if a["training"].get("stopped_stuck") else "")
+               if stuck else
                f"abs(argmax − a) = {a['decoding_argmax_error']:.2f} samples, filter abs cos {_cos(a['filter_cosine'])}."))
     rep.figure(figs["loss"], "Training losses",
                "; ".join(f"{t['label']}: {t['final_loss']:.2g}" for t in

@@ -43,7 +43,7 @@ import torch
 from torch import nn
 
 from aeprobe.progress import Progress, file_task
-from aeprobe.studies.parallel import default_workers
+from aeprobe.studies.parallel import add_sweep_arguments, default_workers
 from aeprobe.studies.zoo_report import build_report, claims, headline, results_table  # noqa: F401  (interface)
 
 NAME = "zoo"
@@ -117,14 +117,7 @@ def add_arguments(p) -> None:
     p.add_argument("--n-test", type=int, default=None)
     p.add_argument("--batch-size", type=int, default=None)
     p.add_argument("--lr", type=float, default=None)
-    p.add_argument("--workers", type=int, default=None,
-                   help="processes running kinds side by side, one torch thread each (default: one per torch thread)")
-    p.add_argument("--backend", choices=("local", "processes", "ray"), default=None,
-                   help="how aeprobe.sweep runs the jobs: in this process one after the other, in --workers processes "
-                        "(default with more than one thread), or as Ray tasks (a local Ray, or the cluster of "
-                        "$RAY_ADDRESS)")
-    p.add_argument("--fresh", action="store_true",
-                   help="run every job again (default: jobs already stored in OUT/jobs are read back)")
+    add_sweep_arguments(p, jobs="jobs", store="OUT/jobs")
 
 
 def make_config(mode: str, args: argparse.Namespace | None = None) -> Config:
