@@ -29,6 +29,7 @@ what changed on exit, at a cost of one pass over the module tree plus the module
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import sys
 import warnings
@@ -254,6 +255,12 @@ def _tensors_of(dicts) -> list:
     return out
 
 
+@functools.lru_cache(maxsize=None)
+def _mode_sensitive_type(cls: type) -> bool:
+    """Whether modules of this class behave differently in training mode (Dropout, BatchNorm)."""
+    return issubclass(cls, _MODE_SENSITIVE)
+
+
 def walk_modules(model: nn.Module, *, unique: bool = True) -> list[nn.Module]:
     """Every module of ``model`` (``model`` first, then level by level), built by C-level ``map``/``chain``.
 
@@ -402,8 +409,8 @@ class ModelGuard:
         return any(map(_training, self._mods))
 
     def _warn_modes(self, caller: str) -> None:
-        # C-level: isinstance over the modules in training mode only
-        if not any(map(isinstance, compress(self._mods, self._training), repeat(_MODE_SENSITIVE))):
+        # C-level: the distinct types of the modules in training mode, each looked up once
+        if not any(map(_mode_sensitive_type, set(map(type, compress(self._mods, self._training))))):
             return
         names = [n for n, m in self.model.named_modules() if m.training and isinstance(m, _MODE_SENSITIVE)]
         shown = ", ".join(f"{n or '<model>'!r} ({type(self.model.get_submodule(n)).__name__})" for n in names[:3])
