@@ -4,7 +4,7 @@
     aeprobe run disks --quick --out runs/disks       # one study; prints its headline figures
     aeprobe run bottleneck --help                    # the shared flags plus the study's own
 
-Every study takes the same flags, defined once in :func:`shared_flags`: ``--quick`` (default) /
+Every study takes the same flags, defined once in :func:`aeprobe.flags.shared_flags`: ``--quick`` (default) /
 ``--full`` / ``--smoke``, ``--out``, ``--device``, ``--threads``, ``--no-progress``, ``--seed``.
 
 Threads: torch's own default (all physical cores) unless ``--threads N`` or ``$AEPROBE_THREADS`` says
@@ -18,90 +18,18 @@ Commands live in :data:`COMMANDS` (name -> :class:`Command`: a help line, an arg
 from __future__ import annotations
 
 import argparse
-import contextlib
 import importlib
 import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator, Sequence
+from typing import Callable, Sequence
+
+from aeprobe.flags import (DEBUG_ENV, THREADS_ENV, UsageError, mode_of, resolve_threads, shared_flags,  # noqa: F401
+                           thread_count)
 
 __all__ = ["main", "build_parser", "shared_flags", "resolve_threads", "thread_count", "COMMANDS", "Command",
            "THREADS_ENV", "UsageError"]
-
-#: environment variable that sets the torch thread count when ``--threads`` is not given
-THREADS_ENV = "AEPROBE_THREADS"
-#: set it to see the traceback behind an ``aeprobe: error:`` line
-DEBUG_ENV = "AEPROBE_DEBUG"
-
-
-class UsageError(ValueError):
-    """A mistake in the command line or the environment (printed as one line, exit code 2)."""
-
-
-# ----------------------------------------------------------------------------- threads
-
-
-def resolve_threads(requested: int | None = None, env: dict | None = None) -> int | None:
-    """The torch thread count a run should use: ``requested`` (``--threads``), else
-    ``$AEPROBE_THREADS``, else None (= leave torch's default, all physical cores)."""
-    env = os.environ if env is None else env
-    if requested is not None:
-        if requested < 1:
-            raise UsageError(f"--threads must be >= 1, got {requested}")
-        return int(requested)
-    raw = env.get(THREADS_ENV, "").strip()
-    if not raw:
-        return None
-    try:
-        n = int(raw)
-    except ValueError:
-        raise UsageError(f"{THREADS_ENV} must be a positive integer, got {raw!r}") from None
-    if n < 1:
-        raise UsageError(f"{THREADS_ENV} must be >= 1, got {n}")
-    return n
-
-
-@contextlib.contextmanager
-def thread_count(n: int | None) -> Iterator[int]:
-    """Run the block with ``n`` torch threads (None: unchanged); the previous count is restored."""
-    import torch
-
-    prev = torch.get_num_threads()
-    if n is not None:
-        torch.set_num_threads(int(n))
-    try:
-        yield torch.get_num_threads()
-    finally:
-        torch.set_num_threads(prev)
-
-
-# ----------------------------------------------------------------------------- parser
-
-
-def shared_flags(parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
-    """The flags every study takes (a parent parser for ``argparse``; added to ``parser`` when given)."""
-    p = parser if parser is not None else argparse.ArgumentParser(add_help=False)
-    g = p.add_argument_group("shared flags")
-    mode = g.add_mutually_exclusive_group()
-    mode.add_argument("--quick", action="store_true", help="CPU scale, minutes on 2 cores (default)")
-    mode.add_argument("--full", action="store_true", help="paper scale (hours on CPU; a GPU helps)")
-    mode.add_argument("--smoke", action="store_true", help="tiny run, seconds (what the tests use)")
-    g.add_argument("--out", type=Path, default=None,
-                   help="output folder for report.md, report.html, results.json and figures (default runs/STUDY)")
-    g.add_argument("--device", default=None, help="cpu / cuda (default: cuda if available)")
-    g.add_argument("--threads", type=int, default=None,
-                   help=f"torch CPU threads (default: ${THREADS_ENV}, else torch's default = all physical cores); "
-                        "independent trainings run in that many single-thread processes")
-    g.add_argument("--no-progress", action="store_true",
-                   help="no live status line: one line per stage (also when the output is not a terminal)")
-    g.add_argument("--seed", type=int, default=None, help="training seed (default: the study's, 0)")
-    return p
-
-
-def mode_of(args: argparse.Namespace) -> str:
-    """``quick`` (default), ``full`` or ``smoke`` from the shared flags."""
-    return "full" if getattr(args, "full", False) else "smoke" if getattr(args, "smoke", False) else "quick"
 
 
 @dataclass(frozen=True)

@@ -133,7 +133,8 @@ def test_experiment_script_runs_the_cli(tmp_path):
     assert "filter cosine per layer" in r.stdout and (tmp_path / "results.json").exists()
 
 
-MINE = ["aeprobe/studies", "aeprobe/report.py", "aeprobe/progress.py", "aeprobe/cli.py", "aeprobe/__main__.py",
+MINE = ["aeprobe/studies", "aeprobe/report.py", "aeprobe/progress.py", "aeprobe/cli.py", "aeprobe/flags.py",
+        "aeprobe/__main__.py",
         "aeprobe/plots/disks.py", "aeprobe/plots/position.py", "aeprobe/plots/bottleneck.py", "aeprobe/plots/zoo.py",
         "aeprobe/models/zoo.py", "aeprobe/schedules.py", "experiments", "benchmarks/train.py", "benchmarks/demo.py"]
 

@@ -48,13 +48,13 @@ _SOURCES = "npy:PATH, folder:PATH, torchvision:NAME:ROOT, digits or patches"
 
 
 def _usage(msg: str) -> Exception:
-    from aeprobe.cli import UsageError
+    from aeprobe.flags import UsageError
 
     return UsageError(" ".join(str(msg).split()))  # one line
 
 
 def add_arguments(p: argparse.ArgumentParser, _study: str | None = None) -> None:
-    from aeprobe.cli import shared_flags
+    from aeprobe.flags import shared_flags
 
     p.epilog = __doc__.split("\n\n", 1)[1].strip()
     g = p.add_argument_group("model and data")
@@ -267,7 +267,7 @@ def parse_view(text: str | None, model) -> dict[str, Any]:
 
 def handle(args: argparse.Namespace, argv: Sequence[str]) -> int:
     import aeprobe
-    from aeprobe.cli import mode_of, resolve_threads, thread_count
+    from aeprobe.flags import mode_of, resolve_threads, thread_count
     from aeprobe.device import resolve_device
     from aeprobe.inspection.budget import Budget
     from aeprobe.inspection.run import inspect
