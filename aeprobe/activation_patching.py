@@ -148,27 +148,29 @@ class _Runs:
         self.model = model
         self.guard = guard
 
-    def _hook(self, module: nn.Module, fn) -> Any:
-        handle = module.register_forward_hook(fn)
-        self.guard.add_handle(handle)  # removed by the guard too if anything below raises
-        return handle
+    def _run(self, x: torch.Tensor, hooks: list[tuple[nn.Module, Callable]]) -> Any:
+        """``model(x)`` with the forward hooks registered, removed again when it returns or raises."""
+        handles = []
+        for module, fn in hooks:
+            handles.append(module.register_forward_hook(fn))
+            self.guard.add_handle(handles[-1])  # removed by the guard too if anything here fails
+        try:
+            return self.model(x)
+        finally:
+            for h in handles:
+                h.remove()
 
     def record(self, x: torch.Tensor, modules: dict[str, nn.Module]) -> tuple[Any, dict[str, list]]:
         """``model(x)`` and, per module, the list of its outputs (one per call, cloned)."""
         acts: dict[str, list] = {name: [] for name in modules}
-        handles = []
+        hooks = []
         for name, module in modules.items():
 
             def hook(mod, args, output, lst=acts[name]):
                 lst.append(map_tensors(output, lambda t: t.detach().clone()))
 
-            handles.append(self._hook(module, hook))
-        try:
-            out = self.model(x)
-        finally:
-            for h in handles:
-                h.remove()
-        return out, acts
+            hooks.append((module, hook))
+        return self._run(x, hooks), acts
 
     def patched(self, x: torch.Tensor, patches: list[tuple[str, nn.Module, list[int], list, int, int, bool]]):
         """``model(x)`` with each ``(name, module, calls, values, offset, length, whole)`` patch applied.
@@ -176,7 +178,7 @@ class _Runs:
         ``values[j]`` replaces call ``calls[j]``: the whole output (``whole``) or its rows
         ``offset:offset+length``.
         """
-        handles = []
+        hooks = []
         used = []
         for name, module, ks, values, offset, length, whole in patches:
             state = {"call": 0, "used": 0}
@@ -210,12 +212,8 @@ class _Runs:
                 except (ValueError, KeyError, TypeError) as e:
                     raise ValueError(f"patching: module {name!r}: {e}") from None
 
-            handles.append(self._hook(module, hook))
-        try:
-            out = self.model(x)
-        finally:
-            for h in handles:
-                h.remove()
+            hooks.append((module, hook))
+        out = self._run(x, hooks)
         for name, ks, state in used:
             if state["used"] != len(ks):
                 raise ValueError(

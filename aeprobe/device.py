@@ -40,10 +40,12 @@ def load_average() -> tuple[float, float, float] | None:
 
 
 @contextlib.contextmanager
-def torch_threads(n: int) -> Iterator[int]:
-    """Run the block with ``torch.set_num_threads(n)``; the previous count is restored on exit."""
+def torch_threads(n: int | None) -> Iterator[int]:
+    """Run the block with ``torch.set_num_threads(n)`` (None: the count as it is); the previous count is
+    restored on exit either way."""
     prev = torch.get_num_threads()
-    torch.set_num_threads(max(1, int(n)))
+    if n is not None:
+        torch.set_num_threads(max(1, int(n)))
     try:
         yield torch.get_num_threads()
     finally:

@@ -54,16 +54,12 @@ def resolve_threads(requested: int | None = None, env: dict | None = None) -> in
 
 @contextlib.contextmanager
 def thread_count(n: int | None) -> Iterator[int]:
-    """Run the block with ``n`` torch threads (None: unchanged); the previous count is restored."""
-    import torch
+    """Run the block with ``n`` torch threads (None: unchanged); the previous count is restored
+    (:func:`aeprobe.device.torch_threads`, imported here so that parsing flags does not import torch)."""
+    from aeprobe.device import torch_threads
 
-    prev = torch.get_num_threads()
-    if n is not None:
-        torch.set_num_threads(int(n))
-    try:
-        yield torch.get_num_threads()
-    finally:
-        torch.set_num_threads(prev)
+    with torch_threads(n) as got:
+        yield got
 
 
 # ----------------------------------------------------------------------------- parser

@@ -40,7 +40,7 @@ from aeprobe.reporting import atomic_write_text, to_jsonable, write_json
 
 __all__ = [
     "Verdict", "Target", "AtLeast", "AtMost", "Above", "Below", "Rule", "Claim",
-    "Report", "RunRecord", "machine_load", "write_outputs", "fmt",
+    "Report", "RunRecord", "machine_load", "write_outputs", "fmt", "wall_time_claims",
 ]
 
 
@@ -226,6 +226,16 @@ class Claim:
         return dict(id=self.id, statement=self.statement, target=None if self.target is None else self.target.describe(),
                     measured=to_jsonable(self.measured), shown=self.measured_text, verdict=v.label, met=v.met,
                     evidence=self.evidence)
+
+
+def wall_time_claims(results: dict[str, Any], goal_seconds: float) -> list[Claim]:
+    """The ``wall_time`` claim of a quick run (its ``run`` record's wall seconds against the goal on an
+    idle 2-core machine), or none for other modes and runs without a record."""
+    run = results.get("run")
+    if results.get("mode") != "quick" or not run:
+        return []
+    return [Claim("wall_time", "quick run wall time (goal on an idle 2-core machine)", run["wall_seconds"],
+                  AtMost(goal_seconds, spec=".0f", unit="s"), shown=f"{run['wall_seconds']:.0f} s")]
 
 
 # ----------------------------------------------------------------------------- the run

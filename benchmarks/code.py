@@ -151,7 +151,7 @@ def _memory_child(n: int, batch: int, dim: int, code: int) -> dict:
 
 
 def memory(counts: tuple[int, int], batch: int, dim: int, code: int) -> dict:
-    print(f"[2] code_stats peak memory vs number of inputs (fresh process each, inputs generated per batch)")
+    print("[2] code_stats peak memory vs number of inputs (fresh process each, inputs generated per batch)")
     res = {}
     for n in counts:
         out = subprocess.run([sys.executable, os.path.abspath(__file__), "--memory-child", str(n), "--batch", str(batch),

@@ -90,18 +90,12 @@ def main(argv=None) -> dict:
     print(f"torch {torch.__version__}, {threads} threads (default), {os.cpu_count()} CPUs")
     out = {}
 
-    def one_thread_epoch() -> float:
-        torch.set_num_threads(1)
-        try:
-            return bare_epoch_seconds(x, reps=args.reps)
-        finally:
-            torch.set_num_threads(threads)
 
     for study in args.studies:
         load0 = machine_load()
-        e0, o0 = bare_epoch_seconds(x, reps=args.reps), one_thread_epoch()
+        e0, o0 = bare_epoch_seconds(x, reps=args.reps), bare_epoch_seconds(x, reps=args.reps, threads=1)
         wall, cpu, head = run_demo(study, args.out / study)
-        e1, o1 = bare_epoch_seconds(x, reps=args.reps), one_thread_epoch()
+        e1, o1 = bare_epoch_seconds(x, reps=args.reps), bare_epoch_seconds(x, reps=args.reps, threads=1)
         load1 = machine_load()
         epoch, one = (e0 + e1) / 2, (o0 + o1) / 2
         goal, goal_one = GOALS[study], GOALS[study] / REFERENCE_RATIO

@@ -121,20 +121,14 @@ def main(argv=None) -> dict:
     x, _ = disk_data(3000, seed=1)
     threads = torch.get_num_threads()
 
-    def one_thread_epoch() -> float:
-        torch.set_num_threads(1)
-        try:
-            return bare_epoch_seconds(x, reps=args.reps)
-        finally:
-            torch.set_num_threads(threads)
 
     print(f"torch {torch.__version__}, {threads} threads (default; the command: {args.threads or 'default'}), "
           f"{os.cpu_count()} CPUs; conv AE with "
           f"{prep['params']:,} parameters trained for {prep['train_seconds']:.0f} s (not counted)")
     load0 = machine_load()
-    e0, o0 = bare_epoch_seconds(x, reps=args.reps), one_thread_epoch()
+    e0, o0 = bare_epoch_seconds(x, reps=args.reps), bare_epoch_seconds(x, reps=args.reps, threads=1)
     wall = run_inspect(args.out / "inputs", args.out / "report", labels=not args.no_labels, threads=args.threads)
-    e1, o1 = bare_epoch_seconds(x, reps=args.reps), one_thread_epoch()
+    e1, o1 = bare_epoch_seconds(x, reps=args.reps), bare_epoch_seconds(x, reps=args.reps, threads=1)
     load1 = machine_load()
     epoch, one = (e0 + e1) / 2, (o0 + o1) / 2
     units = wall / epoch

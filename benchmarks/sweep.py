@@ -89,7 +89,7 @@ def main(argv=None) -> dict:
     for backend in backends:
         if backend == "ray":
             try:
-                import ray  # noqa: F401
+                import ray
             except ImportError:
                 print("ray: not installed (pip install aeprobe[ray]); skipped")
                 continue
@@ -108,8 +108,6 @@ def main(argv=None) -> dict:
 
     if "ray" in rows:  # what a local Ray costs to start and stop here, measured right after
         import logging
-
-        import ray
 
         t0 = time.perf_counter()
         ray.init(num_cpus=args.workers, include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR)

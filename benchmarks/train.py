@@ -94,10 +94,14 @@ def bare_loop(model: nn.Module, x: torch.Tensor, epochs: int, batch_size: int, l
             opt.step()
 
 
-def bare_epoch_seconds(x: torch.Tensor, *, reps: int = 2, batch_size: int = 50, seed: int = 0) -> float:
+def bare_epoch_seconds(x: torch.Tensor, *, reps: int = 2, batch_size: int = 50, seed: int = 0,
+                       threads: int | None = None) -> float:
     """Best of ``reps`` timings of one bare Adam epoch (lr 1e-3) of a fresh DiskAE on ``x``,
-    channels_last, batch ``batch_size``, with torch's current thread count (after one warm-up
-    batch): the unit of the studies' wall-time goals."""
+    channels_last, batch ``batch_size``, with torch's current thread count (``threads``: that many for
+    the timing, restored after), after one warm-up batch: the unit of the studies' wall-time goals."""
+    if threads is not None:
+        with torch_threads(threads):
+            return bare_epoch_seconds(x, reps=reps, batch_size=batch_size, seed=seed)
     xc = x.contiguous(memory_format=torch.channels_last)
     best = math.inf
     for r in range(reps):

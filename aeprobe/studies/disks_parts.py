@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from aeprobe.studies.evaluate import mse_per_sample
+from aeprobe.studies.evaluate import constant_output_mse, mse_per_sample
 
 __all__ = ["main_part", "limited_part", "hole_part", "codes_and_outputs", "pick", "monotone_fraction"]
 
@@ -228,7 +228,7 @@ def hole_part(cfg, out: Path, sets: dict, nets: dict, res: dict, figs: dict) -> 
 
     lo, hi = cfg.hole
     x = sets["x_hole"]
-    mean_image_mse = float(((x - x.mean(0, keepdim=True)) ** 2).mean())  # MSE of a constant output
+    mean_image_mse = constant_output_mse(x)
     xe, eval_r = sets["xe"], sets["eval_r"]
     in_hole = (eval_r >= lo) & (eval_r <= hi)
     step = float(np.diff(eval_r).mean())

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from aeprobe.report import Above, AtLeast, AtMost, Claim, Report, fmt
+from aeprobe.report import Above, AtLeast, AtMost, Claim, Report, fmt, wall_time_claims
 
 __all__ = ["claims", "build_report", "headline", "ablation_reading", "QUICK_WALL_SECONDS"]
 
@@ -37,11 +37,7 @@ def claims(res: dict[str, Any]) -> list[Claim]:
                          abs(f["ratio"] - 1.0), AtMost(1e-4, spec=".0e"),
                          shown=f"|measured / predicted - 1| = {abs(f['ratio'] - 1.0):.1e} (biased net: ratio "
                                f"{ab['biased']['ratio']:.3f})"))
-    run = res.get("run")
-    if res.get("mode") == "quick" and run:
-        out.append(Claim("wall_time", "quick run wall time (goal on an idle 2-core machine)", run["wall_seconds"],
-                         AtMost(QUICK_WALL_SECONDS, spec=".0f", unit="s"), shown=f"{run['wall_seconds']:.0f} s"))
-    return out
+    return out + wall_time_claims(res, QUICK_WALL_SECONDS)
 
 
 def headline(res: dict[str, Any]) -> str:

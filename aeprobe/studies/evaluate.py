@@ -13,7 +13,7 @@ from torch import nn
 
 from aeprobe.utils import batched, check_images, eval_mode, model_device
 
-__all__ = ["codes", "reconstruct", "per_sample_mse", "mse_per_sample"]
+__all__ = ["codes", "reconstruct", "per_sample_mse", "mse_per_sample", "constant_output_mse"]
 
 
 def codes(model: nn.Module, x, *, batch_size: int = 256, device=None, flatten: bool = True) -> torch.Tensor:
@@ -47,3 +47,8 @@ def per_sample_mse(model: nn.Module, x, *, batch_size: int = 256, device=None) -
     """Reconstruction MSE of each sample (mean over its elements)."""
     x = check_images(x)
     return mse_per_sample(reconstruct(model, x, batch_size=batch_size, device=device), x)
+
+
+def constant_output_mse(x: torch.Tensor) -> float:
+    """MSE of the best constant output (the mean image): the error of a net that transmits nothing."""
+    return float(((x - x.mean(0, keepdim=True)) ** 2).mean())

@@ -36,6 +36,7 @@ import numpy as np
 import torch
 
 from aeprobe.progress import Progress, file_task
+from aeprobe.studies.evaluate import constant_output_mse
 from aeprobe.studies.parallel import default_workers, map_jobs
 from aeprobe.studies.position_report import build_report, claims, headline  # noqa: F401  (the study's interface)
 
@@ -168,8 +169,7 @@ def train_position_job(job: PositionJob) -> dict[str, Any]:
     task = file_task(job.key, job.label, job.epochs)
     stuck_at = None
     if job.net == "autoencoder":
-        x = data["x"]
-        stuck_at = 0.99 * float(((x - x.mean(0, keepdim=True)) ** 2).mean())
+        stuck_at = 0.99 * constant_output_mse(data["x"])
 
     def on_epoch_end(epoch, hist, m):
         task.update(epoch)
@@ -263,7 +263,7 @@ def measure(cfg: Config, out: Path, progress: Progress) -> dict[str, Any]:
     eval_a = eval_positions(cfg)
     res: dict[str, Any] = dict(mode=cfg.mode, L=L, seeds=list(cfg.seeds), data_seed=cfg.data_seed, workers=workers,
                                code="(2^L - a) / 2^L (Prop. 3's orientation, scaled to (0, 1])",
-                               constant_output_mse=float(((x - x.mean(0, keepdim=True)) ** 2).mean()))
+                               constant_output_mse=constant_output_mse(x))
     with progress.stage(STAGES[1]):
         per_seed, first = [], None
         for s in cfg.seeds:

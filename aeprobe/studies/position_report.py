@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from aeprobe.report import AtLeast, AtMost, Below, Claim, Report, fmt
+from aeprobe.report import AtLeast, Below, Claim, Report, fmt, wall_time_claims
 
 __all__ = ["claims", "build_report", "headline", "QUICK_WALL_SECONDS", "FILTER_COSINE_GOOD"]
 
@@ -29,11 +29,7 @@ def claims(res: dict[str, Any]) -> list[Claim]:
         Claim("decoded_peak", "decoded peak vs position, mean abs(argmax - a) in samples", res["decoding_argmax_error"],
               Below(1.0), shown=f"{res['decoding_argmax_error']:.3f}"),
     ]
-    run = res.get("run")
-    if res.get("mode") == "quick" and run:
-        out.append(Claim("wall_time", "quick run wall time (goal on an idle 2-core machine)", run["wall_seconds"],
-                         AtMost(QUICK_WALL_SECONDS, spec=".0f", unit="s"), shown=f"{run['wall_seconds']:.0f} s"))
-    return out
+    return out + wall_time_claims(res, QUICK_WALL_SECONDS)
 
 
 def headline(res: dict[str, Any]) -> str:
