@@ -6,7 +6,11 @@ Prints:
      of one module, ``intervene`` and ``stream`` on one module, ``capture`` of every leaf, and
      ``patching`` of N modules, each next to the same job written with raw forward hooks, as a
      ratio to a plain forward. Goals: capture one module <= 1.10x (200 modules), <= 1.15x (1000);
-     patching N modules <= (N + 1.2)x.
+     patching N modules <= 1.10 x (N + 2), as it needs N + 2 forwards (clean, corrupted, N patched),
+     judged under torch.no_grad() since patching runs its forwards without autograd. The deep case
+     runs twice: with autograd on (torch's default) and under torch.no_grad(). Two rows show the floor
+     of any block that restores flags a body may change: raw hook code plus one walk of the tree,
+     and plus reading every ``training`` / ``requires_grad`` flag on entry and comparing on exit.
   2. Capture of *every leaf module* of a mid-size conv autoencoder (64x64 grey images, 4 strided
      conv + BN + ReLU stages, 64-d code, mirrored transposed-conv decoder; batch 32), also with the
      block entered anew for every forward. Goal <= 1.15x.
@@ -35,14 +39,16 @@ import statistics
 import subprocess
 import sys
 import time
+from itertools import chain
+from operator import attrgetter
 
 
 import torch
 from torch import nn
 
 from aeprobe.device import load_average
-from aeprobe._modules import leaf_names
-from aeprobe.hooks import Variance, capture, intervene, stream
+from aeprobe.hooks import Variance, capture, intervene, leaf_names, stream
+from aeprobe.state import walk_modules
 from aeprobe.activation_patching import patching
 
 try:  # optional side-by-side; never a dependency (run this script with a scratch venv that has it)
@@ -50,6 +56,7 @@ try:  # optional side-by-side; never a dependency (run this script with a scratc
 except ImportError:  # pragma: no cover - depends on the environment
     NNsight = None
 
+TRAINING, PARAMS, REQUIRES_GRAD = attrgetter("training"), attrgetter("_parameters"), attrgetter("requires_grad")
 RESULTS: list[tuple[str, float, float, bool]] = []  # (goal, measured, bound, passed)
 #: CPU time of this thread (1 intra-op thread: all the work runs on it). Unlike wall time it does
 #: not count the time the process waits for a core taken by other processes on a shared machine.
@@ -104,7 +111,7 @@ def deep_mlp(n_modules: int, width: int = 8) -> nn.Sequential:
     return model
 
 
-def time_deep(n_modules: int, rounds: int, n_patch: int) -> None:
+def time_deep(n_modules: int, rounds: int, n_patch: int, grad: bool) -> None:
     torch.manual_seed(0)
     model = deep_mlp(n_modules).eval()
     n_mod = sum(1 for _ in model.modules())
@@ -129,6 +136,28 @@ def time_deep(n_modules: int, rounds: int, n_patch: int) -> None:
             model(x)
         finally:
             h.remove()
+
+    def raw_one_walk():  # the floor of a guard that walks the tree once per block (issue 18's design)
+        store = {}
+        walk_modules(model, unique=False)
+        h = target.register_forward_hook(lambda m, a, o: store.__setitem__("o", o.detach()))
+        try:
+            model(x)
+        finally:
+            h.remove()
+
+    def raw_one_flags():  # ... plus the least an exact restore of the flags needs: read all, compare all
+        store = {}
+        mods = walk_modules(model, unique=False)
+        training = list(map(TRAINING, mods))  # C-level passes, as fast as Python reads them
+        params = [p for p in chain.from_iterable(map(dict.values, map(PARAMS, mods))) if p is not None]
+        grad = list(map(REQUIRES_GRAD, params))
+        h = target.register_forward_hook(lambda m, a, o: store.__setitem__("o", o.detach()))
+        try:
+            model(x)
+        finally:
+            h.remove()
+            assert list(map(TRAINING, mods)) == training and list(map(REQUIRES_GRAD, params)) == grad
 
     def cap_one():
         with capture(model, mid) as acts:
@@ -156,6 +185,7 @@ def time_deep(n_modules: int, rounds: int, n_patch: int) -> None:
         with capture(model, leaves):
             model(x)
 
+    @torch.no_grad()  # as patching() runs its forwards
     def raw_patching():
         clean = {}
         hs = [m.register_forward_hook(lambda m, a, o, k=k: clean.__setitem__(k, o.detach().clone())) for k, m in enumerate(pmods)]
@@ -180,7 +210,8 @@ def time_deep(n_modules: int, rounds: int, n_patch: int) -> None:
     def packed_patching():  # several runs share a forward (the samples are independent in eval mode)
         return patching(model, x, x2, pnames, metric, eval=False, batch_size=64)
 
-    one = {"plain": plain, "raw hook, 1 module": raw_one, "capture 1 module": cap_one,
+    one = {"plain": plain, "raw hook, 1 module": raw_one, "  + one walk of the tree": raw_one_walk,
+           "  + walk, read and compare all flags": raw_one_flags, "capture 1 module": cap_one,
            "intervene 1 module": intervene_one, "stream 1 module": stream_one}
     if NNsight is not None:  # on a copy, in case wrapping changes the model's own forward
         import copy
@@ -195,7 +226,7 @@ def time_deep(n_modules: int, rounds: int, n_patch: int) -> None:
                 envoy.output.save()
 
         one["nnsight trace+save, 1 module"] = nnsight_one
-    with torch.no_grad():
+    with torch.set_grad_enabled(grad):
         res = interleaved(one, rounds, inner=3)
         res_all = interleaved({"plain": plain, f"raw hooks, all {len(leaves)} leaves": raw_all,
                                f"capture all {len(leaves)} leaves": cap_all}, rounds, inner=1)
@@ -207,7 +238,8 @@ def time_deep(n_modules: int, rounds: int, n_patch: int) -> None:
     ref = our_patching().effect
     assert set(ref) == set(pnames)
     assert all(abs(packed_patching().effect[k] - ref[k]) < 1e-4 for k in pnames)
-    print(f"[1] deep MLP, {n_mod} modules ({len(model)} Linear+Tanh blocks), batch 1, 1 thread; "
+    mode = "autograd on (torch's default)" if grad else "under torch.no_grad()"
+    print(f"[1] deep MLP, {n_mod} modules ({len(model)} Linear+Tanh blocks), batch 1, 1 thread, {mode}; "
           f"plain forward {res['plain'][0] * 1e3:.2f} ms")
     bound = 1.10 if n_mod <= 200 else 1.15
     print(f"    {'':34s} {'median':>8s}     {'median':>7s}   {'ratio of':>8s}")
@@ -217,10 +249,11 @@ def time_deep(n_modules: int, rounds: int, n_patch: int) -> None:
             continue
         verdict = ""
         if name == "capture 1 module":
-            verdict = goal(f"capture 1 of {n_mod} modules", ratio, bound)
-        elif name.startswith("patching"):
+            verdict = goal(f"capture 1 of {n_mod} modules, {'autograd' if grad else 'no_grad'}", ratio, bound)
+        elif name.startswith("patching") and not grad:  # patching runs without autograd: judged against no_grad forwards
             packed = ", batch_size=64" if "batch_size" in name else ""
-            verdict = goal(f"patching {n_patch} of {n_mod} modules{packed}", ratio, n_patch + 1.2)
+            verdict = goal(f"patching {n_patch} of {n_mod} modules{packed}, {'autograd' if grad else 'no_grad'}",
+                           ratio, (n_patch + 2) * 1.10)
         print(f"    {name:34s} {t * 1e3:8.2f} ms  {ratio:7.3f}x  {rmin:7.3f}x  {verdict}")
 
 
@@ -340,6 +373,8 @@ def main() -> None:
     ap.add_argument("--stream-batch", type=int, default=2, help="batch size of the streaming part (1000 forwards)")
     ap.add_argument("--part", choices=["deep", "conv", "stream", "all"], default="all")
     ap.add_argument("--quick", action="store_true", help="fewer rounds, 10 vs 100 batches")
+    ap.add_argument("--autograd", choices=["on", "off", "both"], default="both",
+                    help="deep case: time with autograd on (torch's default), under torch.no_grad(), or both")
     ap.add_argument("--stream-child", type=int, default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
     torch.set_num_threads(1)
@@ -351,8 +386,9 @@ def main() -> None:
     load = f", load average {avg[0]:.2f}" if avg is not None else ""
     print(f"torch {torch.__version__}, {torch.get_num_threads()} thread, {rounds} interleaved rounds{load}")
     if args.part in ("deep", "all"):
-        for n in (200, 1000):
-            time_deep(n, rounds, args.patch)
+        for grad in {"on": (True,), "off": (False,), "both": (True, False)}[args.autograd]:
+            for n in (200, 1000):
+                time_deep(n, rounds, args.patch, grad)
     if args.part in ("conv", "all"):
         time_conv(rounds, args.batch)
     if args.part in ("stream", "all"):
