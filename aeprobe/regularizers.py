@@ -72,13 +72,13 @@ def random_neighbours(batch_size: int, *, device=None, generator: torch.Generato
 
 
 def psi1_value(model: nn.Module, xb: torch.Tensor, neighbours: torch.Tensor | None = None,
-               *, generator: torch.Generator | None = None) -> torch.Tensor:
+               *, generator: torch.Generator | None = None, code: torch.Tensor | None = None) -> torch.Tensor:
     """Mean over the batch of ``(||x_i - x_j||^2 - ||E(x_i) - E(x_j)||^2)^2``, j = neighbours[i].
 
+    ``code``: ``E(xb)`` when the caller has it already (with its graph); else the encoder runs here.
     A batch of one sample has no neighbour and contributes 0 (keeps the gradient graph).
     """
-    encoder = _part(model, "encoder")
-    codes = encoder(xb)
+    codes = _part(model, "encoder")(xb) if code is None else code
     b = xb.shape[0]
     if b < 2:
         return codes.sum() * 0.0
@@ -91,13 +91,16 @@ def psi1_value(model: nn.Module, xb: torch.Tensor, neighbours: torch.Tensor | No
 
 def psi1(lam: float, *, generator: torch.Generator | None = None) -> Regularizer:
     """``(model, xb) -> lam * psi1`` (Newson Type 1; neighbours from torch's global RNG by default,
-    which :func:`aeprobe.train.train` seeds and checkpoints)."""
+    which :func:`aeprobe.train.train` seeds and checkpoints). ``regularizer.code_module(model)`` is
+    the encoder, so :func:`aeprobe.train.train` hands it (``code=``) the codes its forward already
+    computed: a batch is encoded once."""
     lam = _check_lam(lam)
 
-    def regularizer(model: nn.Module, xb: torch.Tensor) -> torch.Tensor:
-        return lam * psi1_value(model, xb, generator=generator)
+    def regularizer(model: nn.Module, xb: torch.Tensor, code: torch.Tensor | None = None) -> torch.Tensor:
+        return lam * psi1_value(model, xb, generator=generator, code=code)
 
     regularizer.__name__ = f"psi1(lam={lam:g})"
+    regularizer.code_module = lambda model: _part(model, "encoder")
     return regularizer
 
 

@@ -169,3 +169,49 @@ def test_clear_errors():
         psi1(float("nan"))
     with pytest.raises(ValueError, match="at least 2"):
         random_neighbours(1)
+
+
+def test_train_encodes_each_batch_once_for_psi1_and_trains_as_if_it_encoded_twice():
+    """psi1 needs E(x); ``train`` hands it the codes of the data term's forward (one encoder pass per
+    batch instead of two). Only the cost changes: losses and weights equal those of a psi1 that encodes
+    on its own (a wrapper without ``code_module``) up to float reassociation. When the forward did not
+    encode the batch itself (a denoising loss encodes x + noise), psi1 encodes x as before."""
+    x = _x(24)
+    calls = []
+
+    def run(reg, **kw):
+        model = _model()
+        h = model.encoder.register_forward_hook(lambda m, a, o: calls.append(1))
+        res = train(model, x, epochs=2, batch_size=8, regularizer=reg, seed=0, progress=False, **kw)
+        h.remove()
+        assert not model.encoder._forward_hooks  # train's own hook is gone
+        n = len(calls)
+        calls.clear()
+        return model, res, n
+
+    inner = psi1(1e-2)
+    shared, res_s, n_s = run(psi1(1e-2))
+    own, res_o, n_o = run(lambda model, xb: inner(model, xb))
+    assert (n_s, n_o) == (6, 12)  # 3 batches x 2 epochs; twice that when psi1 encodes on its own
+    for k in ("data_loss", "reg_loss"):
+        assert res_s.history[k] == pytest.approx(res_o.history[k], rel=1e-5)
+    for a, b in zip(shared.parameters(), own.parameters()):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+
+    def noisy(model, xb, yb):
+        return ((model(xb + 0.1) - yb) ** 2).mean()
+
+    _, res_n, n_n = run(psi1(1e-2), loss_fn=noisy)
+    _, res_m, _ = run(lambda model, xb: inner(model, xb), loss_fn=noisy)
+    assert n_n == 12 and res_n.history["reg_loss"] == pytest.approx(res_m.history["reg_loss"], rel=1e-5)
+
+
+def test_train_removes_its_code_hook_when_training_raises():
+    model = _model()
+
+    def boom(epoch, hist, m):
+        raise RuntimeError("stop here")
+
+    with pytest.raises(RuntimeError, match="stop here"):
+        train(model, _x(16), epochs=3, batch_size=8, regularizer=psi1(1e-2), progress=False, on_epoch_end=boom)
+    assert not model.encoder._forward_hooks

@@ -117,6 +117,31 @@ def test_position_autoencoder_stops_once_stuck_at_the_constant_output_and_says_s
                                                                                   ae_stuck_patience=1)))["info"]
     assert not enc["stopped_stuck"] and enc["epochs_run"] == 4
 
+
+def test_disk_job_stops_once_stuck_at_the_constant_output_and_says_so(tmp_path):
+    """A disk net whose encoder a huge psi3 weight shuts off (the decoder can then only output the
+    mean image) stops after ``stuck_patience`` epochs at >= 99% of the constant output's MSE, and
+    its info says so; the rule itself is checked on constructed loss curves."""
+    import numpy as np
+
+    from aeprobe.data import disks
+    from aeprobe.studies.disk_training import DiskJob, is_stuck, stuck_at, train_disk_job
+    from aeprobe.studies.evaluate import constant_output_mse
+
+    x = disks(64, size=32, r_min=0.5, r_max=16.0, seed=3).images
+    np.save(tmp_path / "x.npy", x.numpy())
+    job = DiskJob("hole-psi3-10-s0", "collapsing", str(tmp_path / "x.npy"), 64, True, 12, 0, 32, 1e-2, size=32,
+                  reg="psi3", lam=10.0, stuck_patience=2)
+    info = train_disk_job(job)["info"]
+    assert info["stopped_stuck"] and 2 <= info["epochs_run"] < 12 == info["epochs"]
+    assert len(info["loss_curve"]) == info["epochs_run"]
+    assert min(info["loss_curve"][-2:]) >= stuck_at(x) == 0.99 * constant_output_mse(x)
+
+    assert is_stuck([0.5, 0.99, 1.2], 0.99, 2) and not is_stuck([0.5, 0.98, 1.2], 0.99, 2)
+    assert not is_stuck([1.0], 0.99, 2)  # fewer epochs than the patience
+    assert not is_stuck([1.0, 1.0, 1.0], 0.99, None) and not is_stuck([1.0, 1.0], 0.99, 0)
+
+
 def test_short_training_reaches_the_rank1_optimum_and_the_airy_profile():
     """A bias-free DiskAE trained briefly decodes with (nearly) the Airy profile (Prop. 2).
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import math
 import os
 import time
 
@@ -24,9 +25,10 @@ import torch
 
 from aeprobe.models import DiskAE
 from aeprobe.progress import file_task
+from aeprobe.studies.evaluate import constant_output_mse
 from aeprobe.train import train
 
-__all__ = ["DiskJob", "train_disk_job", "disk_model", "make_regularizer", "REGULARIZERS"]
+__all__ = ["DiskJob", "train_disk_job", "disk_model", "make_regularizer", "stuck_at", "is_stuck", "REGULARIZERS"]
 
 #: Newson et al. Sect. 4.4.1, types 1-3 (names of :mod:`aeprobe.regularizers`)
 REGULARIZERS = ("psi1", "psi2", "psi3")
@@ -36,7 +38,10 @@ REGULARIZERS = ("psi1", "psi2", "psi3")
 class DiskJob:
     """One DiskAE training. ``data``: ``.npy`` of the training images ``[n, 1, size, size]``;
     ``reg``/``lam``: a regulariser of :mod:`aeprobe.regularizers` (``"none"``: no regulariser);
-    ``airy_eval``: ``.npz`` with ``x``, ``radii``, ``R`` to log the Airy correlation after every epoch."""
+    ``airy_eval``: ``.npz`` with ``x``, ``radii``, ``R`` to log the Airy correlation after every epoch;
+    ``stuck_patience``: stop once the data loss has stayed at >= 99% of the constant output's MSE
+    (:func:`stuck_at`) for that many epochs -- the net transmits nothing and further epochs change
+    no measurement of it (None: never stop)."""
 
     key: str
     label: str
@@ -52,6 +57,7 @@ class DiskJob:
     lam: float = 0.0
     airy_eval: str | None = None
     device: str | None = None
+    stuck_patience: int | None = None
 
     @property
     def cost(self) -> float:
@@ -59,6 +65,17 @@ class DiskJob:
         bias-free net is ~8% cheaper, the per-epoch Airy evaluation adds ~5%."""
         return (self.epochs * self.n * (1.25 if self.reg == "psi1" else 1.0) * (1.0 if self.bias else 0.92)
                 * (1.05 if self.airy_eval else 1.0))
+
+
+def stuck_at(x: torch.Tensor) -> float:
+    """The data loss at or above which a net counts as stuck: 99% of the MSE of the best constant
+    output (the mean image), i.e. the net reconstructs at most 1% of the variance."""
+    return 0.99 * constant_output_mse(x)
+
+
+def is_stuck(losses: list[float], threshold: float, patience: int | None) -> bool:
+    """Whether the last ``patience`` data losses are all at or above ``threshold``."""
+    return bool(patience) and len(losses) >= patience and min(losses[-patience:]) >= threshold
 
 
 def make_regularizer(kind: str, lam: float):
@@ -103,7 +120,7 @@ def _airy_logger(path: str, per_epoch: list[dict]):
 
 def train_disk_job(job: DiskJob) -> dict[str, Any]:
     """Train the job's net; returns ``key``, the CPU ``state`` dict, ``info`` (seconds, final data and
-    regulariser losses, loss curve), ``per_epoch`` (Airy correlation log, or ``[]``) and ``timeline``
+    regulariser losses, loss curve, ``epochs_run`` and ``stopped_stuck``), ``per_epoch`` (Airy correlation log, or ``[]``) and ``timeline``
     (process id, start and end times of the job, for the run's timeline)."""
     t_start = time.time()
     x = torch.from_numpy(np.load(job.data))
@@ -111,20 +128,24 @@ def train_disk_job(job: DiskJob) -> dict[str, Any]:
     per_epoch: list[dict] = []
     log = _airy_logger(job.airy_eval, per_epoch) if job.airy_eval else None
     task = file_task(job.key, job.label, job.epochs, weight=job.n / 1000)
+    reg = make_regularizer(job.reg, job.lam)
+    data_key = "data_loss" if reg is not None else "train_loss"
+    threshold = stuck_at(x) if job.stuck_patience else math.inf
 
-    def on_epoch_end(epoch, hist, model) -> None:
+    def on_epoch_end(epoch, hist, model) -> bool:
         if log is not None:
             log(epoch, hist, model)
         task.update(epoch)
+        return is_stuck(hist[data_key], threshold, job.stuck_patience)
 
-    reg = make_regularizer(job.reg, job.lam)
     res = train(model, x, epochs=job.epochs, batch_size=job.batch_size, lr=job.lr, regularizer=reg, device=job.device,
                 seed=job.seed, progress=False, channels_last=True, on_epoch_end=on_epoch_end)
     task.done()
     model = model.to(memory_format=torch.contiguous_format).cpu()
     hist = res.history
-    data_loss = hist["data_loss"] if reg is not None else hist["train_loss"]
-    info = dict(label=job.label, bias=job.bias, epochs=job.epochs, seed=job.seed, seconds=res.seconds,
+    data_loss = hist[data_key]
+    info = dict(label=job.label, bias=job.bias, epochs=job.epochs, epochs_run=len(data_loss),
+                stopped_stuck=res.stopped_early, seed=job.seed, seconds=res.seconds,
                 images_per_second=res.images_per_second, final_loss=float(data_loss[-1]),
                 final_reg_loss=float(hist["reg_loss"][-1]) if reg is not None else 0.0,
                 loss_curve=[float(v) for v in data_loss])

@@ -71,6 +71,10 @@ class Config:
     lams: dict = field(default_factory=lambda: {"psi1": 1e-7, "psi2": 1e-4, "psi3": 1e-4})
     psi3_sweep: tuple = (1e-5, 1e-4, 1e-3)  # Fig. 8 (1e-3: expected to be too strong)
     hole_seeds: tuple = (0,)
+    # A net whose data loss stays at >= 99% of the constant output's MSE for this many epochs
+    # transmits nothing (psi3 at λ = 1e-3 collapses by epoch ~5); its training stops there and the
+    # report says so. Healthy nets fall below that level in their second epoch.
+    stuck_patience: int = 5
     seed: int = 0
     data_seed: int = 1234
     device: str | None = None
@@ -86,7 +90,7 @@ class Config:
         if mode == "full":
             return cls("full", batch_size=300, epochs_biased=300, epochs_free=150, epochs_limited=150,
                        code_seeds=(1, 2, 3, 4), limited_biased=True, n_hole_train=3000, epochs_hole=300,
-                       hole_seeds=(0, 1, 2, 3, 4), psi3_sweep=(1e-5, 3e-5, 1e-4, 3e-4, 1e-3))
+                       hole_seeds=(0, 1, 2, 3, 4), psi3_sweep=(1e-5, 3e-5, 1e-4, 3e-4, 1e-3), stuck_patience=50)
         if mode != "quick":
             raise ValueError(f"unknown mode {mode!r}; use quick, full or smoke")
         return cls("quick")
@@ -127,7 +131,8 @@ def make_disks(cfg: Config, n: int | None = None, *, radii=None, r_max: float | 
 def jobs(cfg: Config, files: dict[str, str]) -> list[DiskJob]:
     """Every training of the study, grouped by training set (full range, hole, limited radius), the
     longest first in each group. ``files`` names the ``.npy`` / ``.npz`` files of the sets."""
-    common = dict(batch_size=cfg.batch_size, lr=cfg.lr, size=cfg.size, device=cfg.device)
+    common = dict(batch_size=cfg.batch_size, lr=cfg.lr, size=cfg.size, device=cfg.device,
+                  stuck_patience=cfg.stuck_patience)
     n = cfg.n_train
     out = [DiskJob("main-free", "bias-free", files["x"], n, False, cfg.epochs_free, cfg.seed,
                    airy_eval=files["airy_eval"], **common)]
@@ -181,7 +186,7 @@ def build_and_yield(cfg: Config, todo: list[DiskJob], files: dict[str, str], set
 def hole_job(cfg: Config, files: dict[str, str], kind: str, lam: float, seed: int) -> DiskJob:
     return DiskJob(f"hole-{kind}-{lam:g}-s{seed}", f"hole {kind}" + (f" λ={lam:g}" if kind != "none" else ""),
                    files["x_hole"], cfg.n_hole_train, True, cfg.epochs_hole, seed, cfg.batch_size, cfg.lr,
-                   cfg.size, kind, lam, None, cfg.device)
+                   cfg.size, kind, lam, None, cfg.device, cfg.stuck_patience)
 
 
 # ----------------------------------------------------------------------------- the study

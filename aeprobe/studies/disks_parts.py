@@ -246,7 +246,9 @@ def hole_part(cfg, out: Path, sets: dict, nets: dict, res: dict, figs: dict) -> 
                      reg_share=reg / (data + reg) if data + reg > 0 else 0.0, mse_hole=float(mse[in_hole].mean()),
                      mse_observed=obs, hole_to_observed_ratio=float(mse[in_hole].mean()) / obs,
                      code_monotone_fraction_hole=monotone_fraction(z[around]),
-                     collapsed=bool(obs > 0.5 * mean_image_mse), seconds=info["seconds"]), mse, z, y[show])
+                     collapsed=bool(obs > 0.5 * mean_image_mse), seconds=info["seconds"],
+                     epochs=info["epochs"], epochs_run=info["epochs_run"], stopped_stuck=info["stopped_stuck"]),
+                mse, z, y[show])
 
     fig7: dict[str, Any] = {}
     errors, codes, outs = {}, {}, {}

@@ -201,6 +201,14 @@ def limited_section(rep: Report, lr_: dict, fr: dict) -> None:
                   " (unseen radii use another code sign, as App. C reports)."))
 
 
+def epochs_cell(s: dict) -> str:
+    """Epochs a net trained, marked when it stopped early because it was stuck at the constant output."""
+    run, total = s.get("epochs_run"), s.get("epochs")
+    if run is None:
+        return "" if total is None else str(total)
+    return f"{run} of {total} (stuck)" if s.get("stopped_stuck") else str(run)
+
+
 def hole_section(rep: Report, h: dict, fr: dict) -> None:
     regs, sweep = h["regularizers"], h["psi3_sweep"]
     lo, hi = h["hole"]
@@ -210,14 +218,17 @@ def hole_section(rep: Report, h: dict, fr: dict) -> None:
                   "the paper does not state its normalisation nor the λ of Fig. 7). 'reg share' = regulariser / "
                   "(data + regulariser) in the last epoch; 'monotone' = fraction of steps over the hole (and one "
                   "observed radius each side) where z moves in its majority direction; 'collapsed' = MSE on observed "
-                  f"radii above half that of a constant output ({h['mean_image_mse']:.3g}).")
+                  f"radii above half that of a constant output ({h['mean_image_mse']:.3g}); 'epochs' = epochs trained "
+                  "('stuck': the data MSE stayed at >= 99% of the constant output's for the last epochs, so training "
+                  "stopped there).")
     rows = []
     for kind, v in regs.items():
         s = v["seeds"][0]
         rows.append([kind, v["lam"], s["final_data_loss"], s["reg_share"], v["mse_hole_mean"], v["mse_observed_mean"],
-                     v["hole_to_observed_ratio"], s["code_monotone_fraction_hole"], s["collapsed"], len(v["seeds"])])
+                     v["hole_to_observed_ratio"], s["code_monotone_fraction_hole"], s["collapsed"], epochs_cell(s),
+                     len(v["seeds"])])
     rep.table(["regulariser", "λ", "final data MSE", "reg share", "MSE in hole", "MSE observed", "hole / observed",
-               "monotone", "collapsed", "seeds"], rows)
+               "monotone", "collapsed", "epochs", "seeds"], rows)
     none, p3 = regs["none"], regs["psi3"]
     p3s, nos = p3["seeds"][0], none["seeds"][0]
     relative = (not p3s["collapsed"] and p3["hole_to_observed_ratio"] < none["hole_to_observed_ratio"]
@@ -245,9 +256,10 @@ def hole_section(rep: Report, h: dict, fr: dict) -> None:
                "; ".join(f"{k}: MSE in hole {v['mse_hole_mean']:.3g}" for k, v in regs.items()) + ".")
     if sweep:
         rep.table(["psi3 λ", "final data MSE", "reg share", "MSE in hole", "MSE observed", "hole / observed",
-                   "monotone", "collapsed"],
+                   "monotone", "collapsed", "epochs"],
                   [[s["lam"], s["final_data_loss"], s["reg_share"], s["mse_hole"], s["mse_observed"],
-                    s["hole_to_observed_ratio"], s["code_monotone_fraction_hole"], s["collapsed"]] for s in sweep])
+                    s["hole_to_observed_ratio"], s["code_monotone_fraction_hole"], s["collapsed"], epochs_cell(s)]
+                   for s in sweep])
         ok = [s for s in sweep if not s["collapsed"]]
         failed = [s["lam"] for s in sweep if s["collapsed"]]
         txt = ""
@@ -257,6 +269,7 @@ def hole_section(rep: Report, h: dict, fr: dict) -> None:
                    f"{b['mse_hole']:.3g}, observed {b['mse_observed']:.3g})")
         if failed:
             txt += ("; " if txt else "") + "training collapses to a constant output at λ = " + ", ".join(
-                f"{v:g}" for v in failed)
+                f"{s['lam']:g}" + (f" (stuck: stopped after {s['epochs_run']} of {s['epochs']} epochs)"
+                                   if s.get("stopped_stuck") else "") for s in sweep if s["collapsed"])
         rep.figure(fr["psi3_sweep"], "psi3 weight sweep (Fig. 8): error per radius and in/out of the hole against λ",
                    txt + ".")

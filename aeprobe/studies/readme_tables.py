@@ -91,7 +91,9 @@ def disks_table(res: dict[str, Any]) -> str:
     rows.append(["hole, MSE in the hole: none vs psi3", f"{regs['none']['mse_hole_mean']:.4f} vs "
                                                         f"{regs['psi3']['mse_hole_mean']:.4f}", ""])
     if strong is not None:
-        rows.append([f"psi3 at λ = {strong['lam']:g}", "collapses to a constant output" if strong["collapsed"]
+        stop = (f" (stuck: stopped after {strong['epochs_run']} of {strong['epochs']} epochs)"
+                if strong.get("stopped_stuck") else "")
+        rows.append([f"psi3 at λ = {strong['lam']:g}", "collapses to a constant output" + stop if strong["collapsed"]
                      else f"hole / observed {strong['hole_to_observed_ratio']:.2f} (no collapse)",
                      "\"training fails\" for too large λ (Fig. 8)"])
     return _md(["quantity", "measured", "paper / theory"], rows)
