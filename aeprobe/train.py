@@ -181,7 +181,9 @@ def train(
     ``model`` is an ``nn.Module`` or an :func:`aeprobe.autoencoder` view (then its module is
     trained, and ``loss_fn`` receives the view). ``loss_fn(model, xb, yb)`` returns a scalar tensor or ``(loss, {name: float})`` (extras
     are logged per epoch); default :func:`mse_loss`.  ``regularizer(model, xb)`` returns a
-    scalar already multiplied by its weight (see :mod:`aeprobe.regularizers`).
+    scalar already multiplied by its weight (see :mod:`aeprobe.regularizers`); one that has
+    ``code_module(model)`` is called with ``code=`` that module's output from the data term's
+    forward when the forward ran it on the batch (psi1: a batch is encoded once).
     ``channels_last`` puts the model and 4-D data in NHWC layout (same maths, much faster
     convs on CPU; the model stays NHWC).  ``on_epoch_end(epoch, history, model)`` runs after the
     epoch's checkpoint is written; returning ``True`` stops training.  ``checkpoint=path`` saves
