@@ -389,7 +389,6 @@ class _CodeTap:
 
     def __init__(self, regularizer, module: nn.Module):
         self.regularizer = regularizer
-        self.__name__ = getattr(regularizer, "__name__", type(regularizer).__name__)
         self._seen = None
         self._handle = module.register_forward_hook(self._record)
 

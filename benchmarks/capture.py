@@ -239,6 +239,7 @@ def time_deep(n_modules: int, rounds: int, n_patch: int, grad: bool) -> None:
     assert set(ref) == set(pnames)
     assert all(abs(packed_patching().effect[k] - ref[k]) < 1e-4 for k in pnames)
     mode = "autograd on (torch's default)" if grad else "under torch.no_grad()"
+    tag = "autograd" if grad else "no_grad"
     print(f"[1] deep MLP, {n_mod} modules ({len(model)} Linear+Tanh blocks), batch 1, 1 thread, {mode}; "
           f"plain forward {res['plain'][0] * 1e3:.2f} ms")
     bound = 1.10 if n_mod <= 200 else 1.15
@@ -249,11 +250,10 @@ def time_deep(n_modules: int, rounds: int, n_patch: int, grad: bool) -> None:
             continue
         verdict = ""
         if name == "capture 1 module":
-            verdict = goal(f"capture 1 of {n_mod} modules, {'autograd' if grad else 'no_grad'}", ratio, bound)
+            verdict = goal(f"capture 1 of {n_mod} modules, {tag}", ratio, bound)
         elif name.startswith("patching") and not grad:  # patching runs without autograd: judged against no_grad forwards
             packed = ", batch_size=64" if "batch_size" in name else ""
-            verdict = goal(f"patching {n_patch} of {n_mod} modules{packed}, {'autograd' if grad else 'no_grad'}",
-                           ratio, (n_patch + 2) * 1.10)
+            verdict = goal(f"patching {n_patch} of {n_mod} modules{packed}, {tag}", ratio, (n_patch + 2) * 1.10)
         print(f"    {name:34s} {t * 1e3:8.2f} ms  {ratio:7.3f}x  {rmin:7.3f}x  {verdict}")
 
 

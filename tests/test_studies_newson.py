@@ -125,8 +125,8 @@ def test_disk_job_stops_once_stuck_at_the_constant_output_and_says_so(tmp_path):
     import numpy as np
 
     from aeprobe.data import disks
-    from aeprobe.studies.disk_training import DiskJob, is_stuck, stuck_at, train_disk_job
-    from aeprobe.studies.evaluate import constant_output_mse
+    from aeprobe.studies.disk_training import DiskJob, train_disk_job
+    from aeprobe.studies.evaluate import constant_output_mse, is_stuck, stuck_at
 
     x = disks(64, size=32, r_min=0.5, r_max=16.0, seed=3).images
     np.save(tmp_path / "x.npy", x.numpy())

@@ -25,10 +25,10 @@ import torch
 
 from aeprobe.models import DiskAE
 from aeprobe.progress import file_task
-from aeprobe.studies.evaluate import constant_output_mse
+from aeprobe.studies.evaluate import is_stuck, stuck_at
 from aeprobe.train import train
 
-__all__ = ["DiskJob", "train_disk_job", "disk_model", "make_regularizer", "stuck_at", "is_stuck", "REGULARIZERS"]
+__all__ = ["DiskJob", "train_disk_job", "disk_model", "make_regularizer", "REGULARIZERS"]
 
 #: Newson et al. Sect. 4.4.1, types 1-3 (names of :mod:`aeprobe.regularizers`)
 REGULARIZERS = ("psi1", "psi2", "psi3")
@@ -40,8 +40,8 @@ class DiskJob:
     ``reg``/``lam``: a regulariser of :mod:`aeprobe.regularizers` (``"none"``: no regulariser);
     ``airy_eval``: ``.npz`` with ``x``, ``radii``, ``R`` to log the Airy correlation after every epoch;
     ``stuck_patience``: stop once the data loss has stayed at >= 99% of the constant output's MSE
-    (:func:`stuck_at`) for that many epochs -- the net transmits nothing and further epochs change
-    no measurement of it (None: never stop)."""
+    (:func:`aeprobe.studies.evaluate.stuck_at`) for that many epochs -- the net transmits nothing and
+    further epochs change no measurement of it (None: never stop)."""
 
     key: str
     label: str
@@ -65,17 +65,6 @@ class DiskJob:
         bias-free net is ~8% cheaper, the per-epoch Airy evaluation adds ~5%."""
         return (self.epochs * self.n * (1.25 if self.reg == "psi1" else 1.0) * (1.0 if self.bias else 0.92)
                 * (1.05 if self.airy_eval else 1.0))
-
-
-def stuck_at(x: torch.Tensor) -> float:
-    """The data loss at or above which a net counts as stuck: 99% of the MSE of the best constant
-    output (the mean image), i.e. the net reconstructs at most 1% of the variance."""
-    return 0.99 * constant_output_mse(x)
-
-
-def is_stuck(losses: list[float], threshold: float, patience: int | None) -> bool:
-    """Whether the last ``patience`` data losses are all at or above ``threshold``."""
-    return bool(patience) and len(losses) >= patience and min(losses[-patience:]) >= threshold
 
 
 def make_regularizer(kind: str, lam: float):

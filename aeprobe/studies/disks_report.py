@@ -4,6 +4,7 @@ from __future__ import annotations
 from typing import Any
 
 from aeprobe.report import Above, AtLeast, AtMost, Claim, Report, fmt, wall_time_claims
+from aeprobe.studies.evaluate import stuck_note
 
 __all__ = ["claims", "build_report", "headline", "ablation_reading", "QUICK_WALL_SECONDS"]
 
@@ -269,7 +270,6 @@ def hole_section(rep: Report, h: dict, fr: dict) -> None:
                    f"{b['mse_hole']:.3g}, observed {b['mse_observed']:.3g})")
         if failed:
             txt += ("; " if txt else "") + "training collapses to a constant output at λ = " + ", ".join(
-                f"{s['lam']:g}" + (f" (stuck: stopped after {s['epochs_run']} of {s['epochs']} epochs)"
-                                   if s.get("stopped_stuck") else "") for s in sweep if s["collapsed"])
+                f"{s['lam']:g}" + stuck_note(s) for s in sweep if s["collapsed"])
         rep.figure(fr["psi3_sweep"], "psi3 weight sweep (Fig. 8): error per radius and in/out of the hole against λ",
                    txt + ".")

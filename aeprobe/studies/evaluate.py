@@ -13,7 +13,8 @@ from torch import nn
 
 from aeprobe.utils import batched, check_images, eval_mode, model_device
 
-__all__ = ["codes", "reconstruct", "per_sample_mse", "mse_per_sample", "constant_output_mse"]
+__all__ = ["codes", "reconstruct", "per_sample_mse", "mse_per_sample", "constant_output_mse", "stuck_at", "is_stuck",
+           "stuck_note"]
 
 
 def codes(model: nn.Module, x, *, batch_size: int = 256, device=None, flatten: bool = True) -> torch.Tensor:
@@ -52,3 +53,22 @@ def per_sample_mse(model: nn.Module, x, *, batch_size: int = 256, device=None) -
 def constant_output_mse(x: torch.Tensor) -> float:
     """MSE of the best constant output (the mean image): the error of a net that transmits nothing."""
     return float(((x - x.mean(0, keepdim=True)) ** 2).mean())
+
+
+def stuck_at(x: torch.Tensor) -> float:
+    """The data loss at or above which a net counts as stuck: 99% of the MSE of the best constant
+    output (the mean image), i.e. the net reconstructs at most 1% of the variance."""
+    return 0.99 * constant_output_mse(x)
+
+
+def is_stuck(losses: list[float], threshold: float, patience: int | None) -> bool:
+    """Whether the last ``patience`` data losses are all at or above ``threshold``."""
+    return bool(patience) and len(losses) >= patience and min(losses[-patience:]) >= threshold
+
+
+def stuck_note(info: dict) -> str:
+    """`` (stuck: stopped after k of n epochs)`` for a training summary that stopped because it was
+    stuck (``stopped_stuck``, ``epochs_run``, ``epochs``), else ``""``."""
+    if not info.get("stopped_stuck"):
+        return ""
+    return f" (stuck: stopped after {info['epochs_run']} of {info['epochs']} epochs)"

@@ -27,6 +27,7 @@ same arithmetic as the default loop, bit for bit, with less per-tensor overhead 
 from __future__ import annotations
 
 import argparse
+import math
 import os
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -36,7 +37,7 @@ import numpy as np
 import torch
 
 from aeprobe.progress import Progress, file_task
-from aeprobe.studies.evaluate import constant_output_mse
+from aeprobe.studies.evaluate import constant_output_mse, is_stuck, stuck_at
 from aeprobe.studies.parallel import default_workers, map_jobs
 from aeprobe.studies.position_report import build_report, claims, headline  # noqa: F401  (the study's interface)
 
@@ -167,15 +168,11 @@ def train_position_job(job: PositionJob) -> dict[str, Any]:
     xin, yname = NETS[job.net]
     model = position_model(job)
     task = file_task(job.key, job.label, job.epochs)
-    stuck_at = None
-    if job.net == "autoencoder":
-        stuck_at = 0.99 * constant_output_mse(data["x"])
+    threshold = stuck_at(data["x"]) if job.net == "autoencoder" else math.inf  # only the end-to-end AE stops
 
     def on_epoch_end(epoch, hist, m):
         task.update(epoch)
-        losses = hist["train_loss"]
-        p = cfg.ae_stuck_patience
-        return stuck_at is not None and len(losses) >= p and min(losses[-p:]) >= stuck_at
+        return is_stuck(hist["train_loss"], threshold, cfg.ae_stuck_patience)
 
     res = train(model, data[xin], None if yname is None else data[yname], epochs=job.epochs,
                 batch_size=cfg.batch_size, lr=cfg.lr, device=cfg.device, seed=job.seed, progress=False,

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from aeprobe.report import fmt
+from aeprobe.studies.evaluate import stuck_note
 
 __all__ = ["run_line", "disks_table", "position_table", "bottleneck_table", "zoo_table", "tables", "update_readme",
            "main"]
@@ -91,9 +92,8 @@ def disks_table(res: dict[str, Any]) -> str:
     rows.append(["hole, MSE in the hole: none vs psi3", f"{regs['none']['mse_hole_mean']:.4f} vs "
                                                         f"{regs['psi3']['mse_hole_mean']:.4f}", ""])
     if strong is not None:
-        stop = (f" (stuck: stopped after {strong['epochs_run']} of {strong['epochs']} epochs)"
-                if strong.get("stopped_stuck") else "")
-        rows.append([f"psi3 at λ = {strong['lam']:g}", "collapses to a constant output" + stop if strong["collapsed"]
+        rows.append([f"psi3 at λ = {strong['lam']:g}",
+                     "collapses to a constant output" + stuck_note(strong) if strong["collapsed"]
                      else f"hole / observed {strong['hole_to_observed_ratio']:.2f} (no collapse)",
                      "\"training fails\" for too large λ (Fig. 8)"])
     return _md(["quantity", "measured", "paper / theory"], rows)
@@ -113,9 +113,8 @@ def position_table(res: dict[str, Any]) -> str:
     if "autoencoder" in res:
         a = res["autoencoder"]
         t = a["training"]
-        stop = (f" (stuck: stopped after {t['epochs_run']} of {t['epochs']} epochs)" if t.get("stopped_stuck") else "")
         rows.append(["full autoencoder: final MSE vs best constant output",
-                     f"{t['final_loss']:.3g} vs {res['constant_output_mse']:.3g}{stop}", ""])
+                     f"{t['final_loss']:.3g} vs {res['constant_output_mse']:.3g}{stuck_note(t)}", ""])
     return _md(["quantity", "measured", "paper / theory"], rows)
 
 
